@@ -1,0 +1,590 @@
+"""IncrementalRecommender: the one interface every model implements, and its shared machinery."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import os
+import pickle
+import platform
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from .data.interactions import validate_interactions
+from .ids import IdIndex, _as_id_array
+from .sparse import GrowingCSR
+
+__all__ = [
+    "Batch",
+    "Capabilities",
+    "IncrementalRecommender",
+    "ModelFileError",
+    "Recommendations",
+    "top_k",
+]
+
+Self = TypeVar("Self", bound="IncrementalRecommender")
+
+FORMAT_VERSION = 1
+_MAGIC = b"RECINC\x00M"
+_PREFIX = struct.Struct("<8sII")  # magic, format version, header length
+
+
+class ModelFileError(ValueError):
+    """A saved model file is not one, is truncated or corrupt, or is incompatible."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can learn from and do; the harness and the CLI read these.
+
+    Attributes
+    ----------
+    explicit
+        Learns from ratings and predicts them (``score`` is a predicted rating).
+    implicit
+        Learns from implicit feedback (presence, or a ``weight``); ratings are then used as
+        weights.
+    update
+        Cost class of ``partial_fit``: ``"per-event"`` (work proportional to the new events),
+        ``"touched"`` (work proportional to the touched users' and items' histories),
+        ``"refit"`` (retrains on the history, possibly periodically).
+    cold_start
+        How unknown users are answered: ``"popularity"`` (the shared, flagged fallback) or
+        ``"features"`` (through side features when given, else popularity).
+    side_features
+        Accepts user/item side features.
+    """
+
+    explicit: bool = False
+    implicit: bool = True
+    update: str = "per-event"
+    cold_start: str = "popularity"
+    side_features: bool = False
+
+
+@dataclass
+class Batch:
+    """Validated events in a model's own dense indices: what ``_fit``/``_partial_fit`` receive.
+
+    ``timestamps`` are int64 nanoseconds since the Unix epoch. ``frame`` is the canonical frame
+    the batch came from (None on the harness's fast path); extra columns live there.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Ratings if given, else weights, else ones: the strength of each event."""
+        if self.ratings is not None:
+            return self.ratings
+        if self.weights is not None:
+            return self.weights
+        return np.ones(self.users.size, dtype=np.float64)
+
+
+@dataclass
+class Recommendations:
+    """Top-k items for a batch of users.
+
+    ``items`` and ``scores`` have one row per user and ``k`` columns, best first. Where fewer
+    than ``k`` items could be recommended (a small catalogue, everything seen) the row is padded
+    with ``None`` items and NaN scores. ``cold[i]`` is True where user ``i`` was unknown and was
+    answered by the model's cold-start fallback (item popularity).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    cold: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy frame with columns ``user, rank, item, score, cold`` (rank starts at 1)."""
+        n, k = self.scores.shape
+        frame = pd.DataFrame({
+            "user": np.repeat(self.users, k),
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "item": self.items.reshape(-1),
+            "score": self.scores.reshape(-1),
+            "cold": np.repeat(self.cold, k),
+        })
+        return frame[~np.isnan(frame["score"].to_numpy())].reset_index(drop=True)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a 2-D score array, best first; ties go to the lower column index.
+
+    Entries equal to -inf (or NaN) are never returned: their slots hold index -1 and score NaN.
+    Runs in O(n_cols) per row (a partition and a few passes), sorting only the k winners.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from recinc_plugins.base import top_k
+    >>> top_k(np.array([[1.0, 3.0, 3.0, -np.inf, 2.0]]), 3)
+    (array([[1, 2, 4]]), array([[3., 3., 2.]]))
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D, got shape {scores.shape}")
+    n_rows, n_cols = scores.shape
+    k = min(int(k), n_cols)
+    if k <= 0 or n_rows == 0:
+        return np.empty((n_rows, max(k, 0)), dtype=np.int64), np.empty((n_rows, max(k, 0)))
+    nan = np.isnan(scores)
+    if nan.any():
+        scores = np.where(nan, -np.inf, scores)
+    if k < n_cols:
+        kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
+        selected = scores >= kth
+        excess = np.flatnonzero(selected.sum(axis=1) > k)
+        if excess.size:  # more ties at the k-th score than slots: keep the lowest columns
+            sub, sub_kth = scores[excess], kth[excess]
+            need = k - (sub > sub_kth).sum(axis=1, keepdims=True)
+            tied = sub == sub_kth
+            selected[excess] = (sub > sub_kth) | (tied & (np.cumsum(tied, axis=1) <= need))
+        part = np.nonzero(selected)[1].reshape(n_rows, k)
+    else:
+        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1)
+    invalid = np.isneginf(vals)
+    if invalid.any():
+        idx[invalid] = -1
+        vals[invalid] = np.nan
+    return idx, vals
+
+
+class IncrementalRecommender(abc.ABC):
+    """A recommender that learns from scratch (``fit``) and from new events (``partial_fit``).
+
+    Users and items are the caller's own ids (str, int or mixed). The base class owns what
+    every model needs once: the id maps (:class:`~recinc_plugins.ids.IdIndex`), the growing
+    user x item matrix of seen items, input validation, batched top-k with seen-item masking and
+    candidate sets, the flagged popularity fallback for unknown users, persistence, and
+    scikit-learn style parameters. A subclass implements a few hooks:
+
+    ``_grow(n_users, n_items)``
+        Make room for new users and items (indices only ever grow at the end).
+    ``_fit(batch)`` / ``_partial_fit(batch)``
+        Learn from a :class:`Batch`; ``_fit`` starts from scratch and defaults to
+        ``_partial_fit``. The shared state (seen matrix, counts) already includes the batch.
+    ``_score_users(users)``
+        Scores of every known item for known users: an ``(len(users), n_items)`` array.
+    ``_score_pairs(users, items)`` (optional)
+        One score per pair; defaults to gathering from ``_score_users``.
+
+    Learned state ends with an underscore; ``__init__`` only stores parameters.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the optional extra the model needs (for ``recinc models`` and import errors)
+    extra: ClassVar[str | None] = None
+
+    # -- parameters (scikit-learn conventions) -----------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor parameters, read back from the attributes of the same names."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self: Self, **params: Any) -> Self:
+        names = self._param_names()
+        for key, value in params.items():
+            if key not in names:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {key!r}; its parameters are {names}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def clone(self: Self) -> Self:
+        """A new, unfitted model with the same parameters."""
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        shown = []
+        for name in self._param_names():
+            value = getattr(self, name, None)
+            default = sig.parameters[name].default
+            try:
+                same = value is default or bool(value == default)
+            except Exception:
+                same = False
+            if not same:
+                shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "n_events_", 0) > 0
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_index_) if hasattr(self, "user_index_") else 0
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_index_) if hasattr(self, "item_index_") else 0
+
+    def _reset(self) -> None:
+        self.user_index_ = IdIndex()
+        self.item_index_ = IdIndex()
+        self.seen_ = GrowingCSR(0, 0, combine="sum", dtype=np.float32)
+        self.item_counts_ = np.zeros(0, dtype=np.float64)
+        self.n_events_ = 0
+        self.rating_sum_ = 0.0
+        self.n_ratings_ = 0
+        self._grown = (0, 0)
+        self._check_params()
+        self._init_model()
+
+    def _ensure_state(self) -> None:
+        if not hasattr(self, "user_index_"):
+            self._reset()
+
+    def _check_params(self) -> None:
+        """Validate parameters; raise ValueError naming the bad one. Called by ``fit``."""
+
+    def _init_model(self) -> None:
+        """Create the model's own (empty) learned state. Called on ``fit`` and first use."""
+
+    @property
+    def global_mean_(self) -> float:
+        """Mean of all ratings learned so far (NaN before any)."""
+        return self.rating_sum_ / self.n_ratings_ if self.n_ratings_ else float("nan")
+
+    def _sync_size(self) -> None:
+        n_users, n_items = len(self.user_index_), len(self.item_index_)
+        if (n_users, n_items) != self._grown:
+            if n_items > self.item_counts_.size:
+                counts = np.zeros(n_items, dtype=np.float64)
+                counts[: self.item_counts_.size] = self.item_counts_
+                self.item_counts_ = counts
+            self.seen_.resize(n_users, n_items)
+            self._grow(n_users, n_items)
+            self._grown = (n_users, n_items)
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def _validate(self, interactions: Any) -> pd.DataFrame:
+        frame = validate_interactions(interactions)
+        if (not self.capabilities.implicit and "rating" not in frame.columns):
+            raise ValueError(
+                f"{type(self).__name__} learns from explicit ratings, but the interactions have "
+                f"no 'rating' column (columns: {list(frame.columns)})"
+            )
+        return frame
+
+    def _encode(self, frame: pd.DataFrame) -> Batch:
+        users = self.user_index_.add(frame["user"].to_numpy())
+        items = self.item_index_.add(frame["item"].to_numpy())
+        timestamps = None
+        if "timestamp" in frame.columns:
+            timestamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        return Batch(
+            users=users,
+            items=items,
+            ratings=frame["rating"].to_numpy(np.float64) if "rating" in frame.columns else None,
+            weights=frame["weight"].to_numpy(np.float64) if "weight" in frame.columns else None,
+            timestamps=timestamps,
+            frame=frame,
+        )
+
+    def _ingest(self, batch: Batch) -> None:
+        """Update the shared state with a batch (indices already in the id maps)."""
+        self._sync_size()
+        if len(batch) == 0:
+            return
+        self.seen_.add(batch.users, batch.items, 1.0)
+        self.item_counts_ += np.bincount(batch.items, minlength=self.item_counts_.size)
+        self.n_events_ += len(batch)
+        if batch.ratings is not None:
+            self.rating_sum_ += float(batch.ratings.sum())
+            self.n_ratings_ += len(batch)
+
+    def fit(self: Self, interactions: Any) -> Self:
+        """Learn from ``interactions`` from scratch, forgetting everything learned before.
+
+        ``interactions`` is anything :func:`~recinc_plugins.data.validate_interactions`
+        accepts: a frame with ``user``, ``item`` and optionally ``rating`` or ``weight`` and
+        ``timestamp``.
+        """
+        frame = self._validate(interactions)
+        self._reset()
+        batch = self._encode(frame)
+        self._ingest(batch)
+        self._fit(batch)
+        return self
+
+    def partial_fit(self: Self, interactions: Any) -> Self:
+        """Learn new events, adding any new users and items; earlier learning is kept."""
+        frame = self._validate(interactions)
+        self._ensure_state()
+        self._partial_fit_encoded(self._encode(frame))
+        return self
+
+    def _partial_fit_encoded(self, batch: Batch) -> None:
+        """Learn a batch already in this model's indices (the harness's fast path)."""
+        self._ingest(batch)
+        if len(batch):
+            self._partial_fit(batch)
+
+    @abc.abstractmethod
+    def _grow(self, n_users: int, n_items: int) -> None:
+        """Make room for ``n_users`` users and ``n_items`` items (never fewer than before)."""
+
+    def _fit(self, batch: Batch) -> None:
+        self._partial_fit(batch)
+
+    @abc.abstractmethod
+    def _partial_fit(self, batch: Batch) -> None:
+        """Learn the events of ``batch``."""
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores of all ``n_items`` known items for known users (dense indices)."""
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(users, return_inverse=True)
+        return self._score_users(uniq)[inverse, items]
+
+    def _predicts_ratings(self) -> bool:
+        """True when ``score`` returns predicted ratings rather than ranking scores."""
+        caps = self.capabilities
+        return caps.explicit and not caps.implicit and self.n_ratings_ > 0
+
+    def _fallback_scores(self, n_rows: int) -> np.ndarray:
+        """Cold-start scores for unknown users: item popularity, one row per unknown user."""
+        return np.broadcast_to(self.item_counts_, (n_rows, self.item_counts_.size))
+
+    def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores for pairs with an unknown user or item (index -1)."""
+        if self._predicts_ratings():
+            return np.full(users.size, self.global_mean_)
+        out = np.zeros(users.size, dtype=np.float64)
+        known = items >= 0
+        if known.any():
+            out[known] = self._fallback_scores(1)[0][items[known]]
+        return out
+
+    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
+        """One score per ``(user, item)`` pair: a predicted rating for explicit models.
+
+        ``users`` may be a single id, broadcast to every item. Pairs with an unknown user or
+        item get the cold-start fallback (the global mean for rating models, item popularity
+        otherwise); ``return_cold=True`` also returns a boolean array flagging them.
+        """
+        self._ensure_state()
+        user_ids = _as_id_array(users)
+        item_ids = _as_id_array(items)
+        if user_ids.size == 1 and item_ids.size != 1:
+            user_ids = np.repeat(user_ids, item_ids.size)
+        if user_ids.size != item_ids.size:
+            raise ValueError(
+                f"users and items must have the same length, got {user_ids.size} users and "
+                f"{item_ids.size} items"
+            )
+        u = self.user_index_.lookup(user_ids)
+        i = self.item_index_.lookup(item_ids)
+        cold = (u < 0) | (i < 0)
+        out = np.empty(u.size, dtype=np.float64)
+        if (~cold).any():
+            out[~cold] = self._score_pairs(u[~cold], i[~cold])
+        if cold.any():
+            out[cold] = self._fallback_pairs(u[cold], i[cold])
+        return (out, cold) if return_cold else out
+
+    def recommend(
+        self,
+        users: Any,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: Sequence[Any] | np.ndarray | None = None,
+    ) -> Recommendations:
+        """Top-``k`` items for each of ``users``, best first, in one batched call.
+
+        Parameters
+        ----------
+        users
+            One id or an array of ids; unknown users get the popularity fallback and are
+            flagged in ``Recommendations.cold``.
+        k
+            How many items per user.
+        exclude_seen
+            Leave out items the user has interacted with.
+        candidates
+            Restrict recommendations to these item ids (all must be known to the model).
+        """
+        self._ensure_state()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        user_ids = _as_id_array(users)
+        u = self.user_index_.lookup(user_ids)
+        cold = u < 0
+        n_items = self.n_items
+        if candidates is not None:
+            cand_ids = _as_id_array(candidates)
+            cand = self.item_index_.lookup(cand_ids)
+            if (cand < 0).any():
+                unknown = cand_ids[cand < 0][:10].tolist()
+                raise ValueError(
+                    f"{int((cand < 0).sum())} candidate item(s) are unknown to the model: "
+                    f"{unknown}"
+                )
+            cand = np.unique(cand)
+        scores = np.empty((u.size, n_items), dtype=np.float64)
+        if (~cold).any():
+            scores[~cold] = self._score_users(u[~cold])
+        if cold.any():
+            scores[cold] = self._fallback_scores(int(cold.sum()))
+        if exclude_seen and (~cold).any():
+            rows = np.flatnonzero(~cold)
+            pos, cols = self.seen_.row_entries(u[rows])
+            scores[rows[pos], cols] = -np.inf
+        if candidates is not None:
+            scores = scores[:, cand]
+        idx, vals = top_k(scores, k)
+        if candidates is not None:
+            idx = np.where(idx >= 0, cand[np.maximum(idx, 0)], -1)
+        items = np.full(idx.shape, None, dtype=object)
+        valid = idx >= 0
+        if n_items:
+            items[valid] = self.item_index_.ids_of(idx[valid])
+        if items.dtype == object and valid.all() and self.item_index_.ids.dtype != object:
+            items = items.astype(self.item_index_.ids.dtype)
+        return Recommendations(users=user_ids, items=items, scores=vals, cold=cold)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _get_state(self) -> dict[str, Any]:
+        """Learned state to persist; by default every attribute that is not a parameter."""
+        params = set(self._param_names())
+        return {k: v for k, v in self.__dict__.items() if k not in params}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model (parameters, learned state, id maps) to one versioned file.
+
+        The file is a small header (format version, class, library versions, payload length
+        and SHA-256) followed by a pickle payload: load only files you trust.
+        """
+        payload = pickle.dumps(
+            {"params": self.get_params(), "state": self._get_state()},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        header = json.dumps({
+            "format": FORMAT_VERSION,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "payload_bytes": len(payload),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "python": platform.python_version(),
+            "versions": _library_versions(),
+        }).encode()
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(_PREFIX.pack(_MAGIC, FORMAT_VERSION, len(header)))
+            fh.write(header)
+            fh.write(payload)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls: type[Self], path: str | os.PathLike) -> Self:
+        """Read a model written by :meth:`save`; raise :class:`ModelFileError` if the file is
+        not a model file, is truncated or corrupt, or holds a model of another class."""
+        with open(path, "rb") as fh:
+            data = fh.read()
+        where = os.fspath(path)
+        if len(data) < _PREFIX.size or data[:8] != _MAGIC:
+            raise ModelFileError(f"{where} is not a recinc-plugins model file (no header)")
+        _, version, header_len = _PREFIX.unpack_from(data)
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{where} was written in model format {version}; this recinc-plugins reads up "
+                f"to format {FORMAT_VERSION} (upgrade recinc-plugins)"
+            )
+        start = _PREFIX.size + header_len
+        if len(data) < start:
+            raise ModelFileError(f"{where} is truncated: its header is cut short")
+        try:
+            header = json.loads(data[_PREFIX.size:start])
+        except ValueError as exc:
+            raise ModelFileError(f"{where} is corrupt: unreadable header ({exc})") from exc
+        payload = data[start:]
+        expected = header.get("payload_bytes", -1)
+        if len(payload) != expected:
+            raise ModelFileError(
+                f"{where} is truncated or has trailing bytes: header says {expected} payload "
+                f"bytes, the file has {len(payload)}"
+            )
+        if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+            raise ModelFileError(f"{where} is corrupt: payload checksum does not match")
+        module_name, _, qualname = header["class"].partition(":")
+        try:
+            target = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as exc:
+            raise ModelFileError(
+                f"{where} holds a {header['class']} model, which cannot be imported here ({exc})"
+            ) from exc
+        if not (isinstance(target, type) and issubclass(target, cls)):
+            raise ModelFileError(f"{where} holds a {header['class']}, not a {cls.__name__}")
+        try:
+            content = pickle.load(io.BytesIO(payload))
+        except Exception as exc:
+            raise ModelFileError(
+                f"{where} could not be unpickled ({type(exc).__name__}: {exc}); it was written "
+                f"with {header.get('versions')}"
+            ) from exc
+        model = target(**content["params"])
+        model._set_state(content["state"])
+        return model
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("recinc_plugins", "numpy", "scipy", "pandas", "lightfm", "implicit", "surprise",
+                 "river", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = str(getattr(module, "__version__", "?"))
+    return versions

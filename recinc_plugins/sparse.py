@@ -1,0 +1,168 @@
+"""A user x item sparse matrix that grows with new rows, columns and entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["GrowingCSR", "concat_ranges"]
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])``, vectorised."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    nonzero = lengths > 0
+    starts, lengths = starts[nonzero], lengths[nonzero]
+    offsets = np.cumsum(lengths) - lengths
+    out = np.ones(total, dtype=np.int64)
+    out[0] = starts[0]
+    out[offsets[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    return np.cumsum(out)
+
+
+class GrowingCSR:
+    """Sparse ``rows x cols`` matrix for a stream: append entries cheaply, read rows quickly.
+
+    Entries go to an append buffer and are merged into a compact CSR once the buffer holds more
+    than an eighth of the matrix, so appending is amortised O(1) per entry whatever the step
+    size. Repeated ``(row, col)`` entries are combined by ``combine``: ``"sum"`` (counts,
+    implicit weights) or ``"last"`` (a re-rating replaces the old rating).
+    """
+
+    _MIN_BUFFER = 4096
+
+    def __init__(self, n_rows: int = 0, n_cols: int = 0, *, combine: str = "sum",
+                 dtype: type = np.float64) -> None:
+        if combine not in ("sum", "last"):
+            raise ValueError(f"combine must be 'sum' or 'last', got {combine!r}")
+        self.combine = combine
+        self.dtype = np.dtype(dtype)
+        self.n_rows = int(n_rows)
+        self.n_cols = int(n_cols)
+        self._csr = sp.csr_matrix((self.n_rows, self.n_cols), dtype=self.dtype)
+        self._buf_rows = np.empty(self._MIN_BUFFER, dtype=np.int64)
+        self._buf_cols = np.empty(self._MIN_BUFFER, dtype=np.int64)
+        self._buf_vals = np.empty(self._MIN_BUFFER, dtype=self.dtype)
+        self._n_buf = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_cols)
+
+    @property
+    def nnz_upper(self) -> int:
+        """Stored entries before merging duplicates (an upper bound on nnz)."""
+        return self._csr.nnz + self._n_buf
+
+    def resize(self, n_rows: int, n_cols: int) -> None:
+        """Grow to at least ``n_rows x n_cols`` (never shrinks)."""
+        self.n_rows = max(self.n_rows, int(n_rows))
+        self.n_cols = max(self.n_cols, int(n_cols))
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, values: np.ndarray | float = 1.0) -> None:
+        """Append entries; the matrix grows to fit the largest row and column given."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        cols = np.asarray(cols, dtype=np.int64).ravel()
+        n = rows.size
+        if n == 0:
+            return
+        if cols.size != n:
+            raise ValueError(f"rows and cols differ in length ({n} != {cols.size})")
+        if rows.min() < 0 or cols.min() < 0:
+            raise ValueError("row and column indices must be non-negative")
+        self.resize(int(rows.max()) + 1, int(cols.max()) + 1)
+        end = self._n_buf + n
+        if end > self._buf_rows.size:
+            capacity = max(end, 2 * self._buf_rows.size)
+            for name in ("_buf_rows", "_buf_cols", "_buf_vals"):
+                old = getattr(self, name)
+                new = np.empty(capacity, dtype=old.dtype)
+                new[: self._n_buf] = old[: self._n_buf]
+                setattr(self, name, new)
+        self._buf_rows[self._n_buf : end] = rows
+        self._buf_cols[self._n_buf : end] = cols
+        self._buf_vals[self._n_buf : end] = values
+        self._n_buf = end
+        if self._n_buf > max(self._MIN_BUFFER, self._csr.nnz // 8):
+            self._merge()
+
+    def _merge(self) -> None:
+        csr = self._csr
+        if csr.shape != self.shape:
+            csr = self._resized(csr)
+        if self._n_buf:
+            n = self._n_buf
+            rows = np.concatenate([np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr)),
+                                   self._buf_rows[:n]])
+            cols = np.concatenate([csr.indices.astype(np.int64), self._buf_cols[:n]])
+            vals = np.concatenate([csr.data, self._buf_vals[:n]])
+            if self.combine == "last":
+                order = np.lexsort((np.arange(rows.size), cols, rows))
+                rows, cols, vals = rows[order], cols[order], vals[order]
+                last = np.ones(rows.size, dtype=bool)
+                last[:-1] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+                rows, cols, vals = rows[last], cols[last], vals[last]
+            csr = sp.csr_matrix((vals, (rows, cols)), shape=self.shape, dtype=self.dtype)
+            csr.sum_duplicates()
+            self._n_buf = 0
+        self._csr = csr
+
+    def _resized(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        extra = np.full(self.n_rows - csr.shape[0], csr.indptr[-1], dtype=csr.indptr.dtype)
+        indptr = np.concatenate([csr.indptr, extra])
+        return sp.csr_matrix((csr.data, csr.indices, indptr), shape=self.shape)
+
+    def tocsr(self) -> sp.csr_matrix:
+        """The whole matrix as a canonical CSR (duplicates combined, indices sorted)."""
+        if self._n_buf or self._csr.shape != self.shape:
+            self._merge()
+        return self._csr
+
+    def row_entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, cols)`` of the stored entries of ``rows``; ``positions`` index ``rows``.
+
+        Cheap for a few rows: the compact part is sliced through ``indptr`` and the append
+        buffer is scanned, so nothing is merged. Columns may repeat within a row.
+        """
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        csr = self._csr
+        in_csr = rows < csr.shape[0]
+        starts = csr.indptr[np.where(in_csr, rows, 0)]
+        lengths = csr.indptr[np.where(in_csr, rows + 1, 0)] - starts
+        lengths[~in_csr] = 0
+        positions = np.repeat(np.arange(rows.size), lengths)
+        cols = csr.indices[concat_ranges(starts, lengths)].astype(np.int64)
+        if self._n_buf:
+            buf_rows = self._buf_rows[: self._n_buf]
+            if rows.size == 1:
+                hit = np.flatnonzero(buf_rows == rows[0])
+                buf_pos = np.zeros(hit.size, dtype=np.int64)
+            else:
+                order = np.argsort(rows, kind="stable")
+                sorted_rows = rows[order]
+                loc = np.searchsorted(sorted_rows, buf_rows)
+                loc_ok = np.minimum(loc, rows.size - 1)
+                found = sorted_rows[loc_ok] == buf_rows
+                hit = np.flatnonzero(found)
+                # every position holding that row gets the entry, not only the first
+                counts = np.searchsorted(sorted_rows, buf_rows[hit], side="right") - loc[hit]
+                buf_pos = order[concat_ranges(loc[hit], counts)]
+                hit = np.repeat(hit, counts)
+            positions = np.concatenate([positions, buf_pos])
+            cols = np.concatenate([cols, self._buf_cols[hit]])
+        return positions, cols
+
+    def row_counts(self) -> np.ndarray:
+        """Number of stored entries per row (duplicates combined)."""
+        return np.diff(self.tocsr().indptr)
+
+    def __getstate__(self) -> dict:
+        self.tocsr()
+        state = self.__dict__.copy()
+        for name in ("_buf_rows", "_buf_cols", "_buf_vals"):
+            state[name] = state[name][:1].copy()
+        return state
