@@ -1,0 +1,79 @@
+"""The ``recinc`` command: ``recinc compare | models | datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+__all__ = ["build_parser", "main"]
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .registry import list_models
+
+    table = list_models()
+    table["installed"] = table["installed"].map({True: "yes", False: "no"})
+    print(tabulate(table[["name", "extra", "installed", "description"]], headers="keys",
+                   tablefmt="simple", showindex=False))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import data_home, list_datasets
+
+    table = list_datasets(args.data_home)
+    table["present"] = table["present"].map({True: "yes", False: "no (downloads on first use)"})
+    print(f"data home: {data_home(args.data_home)} (set RECINC_DATA_HOME or --data-home)")
+    print(tabulate(table[["name", "present", "description"]], headers="keys", tablefmt="simple",
+                   showindex=False))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluation.cli import run_compare
+
+    return run_compare(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recinc",
+        description="Compare incremental recommenders on replayed interaction streams.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compare = sub.add_parser(
+        "compare",
+        help="replay a stream through models, test-then-learn, and report",
+        description="Replay a timestamped stream through several models under one prequential "
+                    "protocol (each step scored before it is learned) and print a summary.",
+    )
+    from .evaluation.cli import add_compare_arguments
+
+    add_compare_arguments(compare)
+    compare.set_defaults(func=_cmd_compare)
+
+    models = sub.add_parser("models", help="list the models, their extras and whether installed")
+    models.set_defaults(func=_cmd_models)
+
+    datasets = sub.add_parser("datasets", help="list the named datasets and the data home")
+    datasets.add_argument("--data-home", default=None, help="folder holding the datasets")
+    datasets.set_defaults(func=_cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, ImportError, FileNotFoundError) as exc:
+        print(f"recinc: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

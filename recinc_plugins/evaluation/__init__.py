@@ -1,0 +1,1 @@
+"""Evaluation harness: replay streams through models under one prequential protocol."""

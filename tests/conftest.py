@@ -1,0 +1,50 @@
+"""Shared fixtures: small synthetic streams for unit tests, MovieLens 100K where available."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recinc_plugins.data import synthetic_stream
+
+
+def _data_home() -> Path | None:
+    home = os.environ.get("RECINC_DATA_HOME")
+    if home and (Path(home) / "ml-100k" / "u.data").exists():
+        return Path(home)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_home() -> Path:
+    """The data home holding ml-100k; tests using it skip (with the reason) where it is absent."""
+    home = _data_home()
+    if home is None:
+        pytest.skip("MovieLens 100K not found: set RECINC_DATA_HOME to a folder holding ml-100k/")
+    return home
+
+
+@pytest.fixture(scope="session")
+def ml100k(data_home: Path) -> pd.DataFrame:
+    """MovieLens 100K in the canonical schema, in timestamp order (stable on ties)."""
+    from recinc_plugins.data import load_dataset
+
+    frame = load_dataset("ml-100k", home=data_home, download=False)
+    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def explicit_stream() -> pd.DataFrame:
+    """3,000 explicit ratings, 150 users, 300 items (seeded)."""
+    return synthetic_stream(n_events=3_000, n_users=150, n_items=300, seed=7)
+
+
+@pytest.fixture(scope="session")
+def implicit_stream() -> pd.DataFrame:
+    """3,000 implicit events with weights, 150 users, 300 items (seeded)."""
+    return synthetic_stream(n_events=3_000, n_users=150, n_items=300, feedback="implicit", seed=7)
