@@ -346,6 +346,7 @@ class IncrementalRecommender(abc.ABC):
         frame = self._validate(interactions)
         self._reset()
         batch = self._encode(frame)
+        self._check_batch(batch)
         self._ingest(batch)
         self._fit(batch)
         return self
@@ -359,9 +360,13 @@ class IncrementalRecommender(abc.ABC):
 
     def _partial_fit_encoded(self, batch: Batch) -> None:
         """Learn a batch already in this model's indices (the harness's fast path)."""
+        self._check_batch(batch)
         self._ingest(batch)
         if len(batch):
             self._partial_fit(batch)
+
+    def _check_batch(self, batch: Batch) -> None:
+        """Refuse a batch the model cannot learn, before any state changes (raise ValueError)."""
 
     @abc.abstractmethod
     def _grow(self, n_users: int, n_items: int) -> None:

@@ -123,17 +123,19 @@ class DecayedPopularity(IncrementalRecommender):
         grown[: self.scaled_.size] = self.scaled_
         self.scaled_ = grown
 
+    def _check_batch(self, batch: Batch) -> None:
+        if self._half_life_ns is not None and batch.timestamps is None:
+            raise ValueError(
+                f"half_life={self.half_life!r} is a duration, so the interactions need a "
+                "'timestamp' column"
+            )
+
     def _partial_fit(self, batch: Batch) -> None:
         n = len(batch)
         if self._half_life_events is not None:
             ages = (self._events_seen + np.arange(1, n + 1)) / self._half_life_events
             self._events_seen += n
         else:
-            if batch.timestamps is None:
-                raise ValueError(
-                    f"half_life={self.half_life!r} is a duration, so the interactions need a "
-                    "'timestamp' column"
-                )
             if not hasattr(self, "origin_ns_"):
                 self.origin_ns_ = int(batch.timestamps.min())
             ages = (batch.timestamps - self.origin_ns_) / self._half_life_ns

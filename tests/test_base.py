@@ -1,0 +1,207 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recinc_plugins import IncrementalRecommender, ModelFileError, make
+from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
+
+BASELINES = [Popularity(), DecayedPopularity(half_life=200), DecayedPopularity(half_life="1h"),
+             Random(seed=0)]
+
+
+@pytest.mark.parametrize("model", BASELINES, ids=repr)
+def test_baselines_never_recommend_seen_items(model, implicit_stream):
+    model = model.clone().fit(implicit_stream.iloc[:2000])
+    model.partial_fit(implicit_stream.iloc[2000:])
+    users = implicit_stream["user"].unique()[:50]
+    recs = model.recommend(users, k=20).to_frame()
+    seen = set(zip(implicit_stream["user"], implicit_stream["item"]))
+    assert len(recs) == 50 * 20
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))
+
+
+@pytest.mark.parametrize("model", BASELINES, ids=repr)
+def test_unknown_users_get_the_flagged_popularity_fallback(model, implicit_stream):
+    model = model.clone().fit(implicit_stream)
+    recs = model.recommend(["nobody", implicit_stream["user"].iloc[0]], k=5)
+    assert recs.cold.tolist() == [True, False]
+    counts = implicit_stream["item"].value_counts(sort=False)
+    if isinstance(model, Random):  # its fallback is all-time popularity, never random
+        top = counts.sort_values(ascending=False, kind="stable").index[:5].tolist()
+        assert recs.items[0].tolist() == top
+    assert np.all(np.diff(recs.scores[0]) <= 0)
+
+
+@pytest.mark.parametrize("model", BASELINES, ids=repr)
+def test_save_then_load_gives_identical_recommendations(model, implicit_stream, tmp_path):
+    model = model.clone().fit(implicit_stream)
+    path = tmp_path / "model.recinc"
+    model.save(path)
+    loaded = IncrementalRecommender.load(path)
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    users = np.append(implicit_stream["user"].unique()[:30], "unknown")
+    a, b = model.recommend(users, k=10), loaded.recommend(users, k=10)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    # and both keep learning the same way
+    more = implicit_stream.sample(200, random_state=1)
+    np.testing.assert_array_equal(model.partial_fit(more).recommend(users).items,
+                                  loaded.partial_fit(more).recommend(users).items)
+
+
+def test_truncated_save_file_gives_a_clear_error(implicit_stream, tmp_path):
+    path = tmp_path / "m.recinc"
+    Popularity().fit(implicit_stream).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(ModelFileError, match=r"truncated .* header says \d+ payload bytes, the "
+                                             r"file has \d+"):
+        Popularity.load(path)
+    path.write_bytes(data[:20])
+    with pytest.raises(ModelFileError, match="truncated: its header is cut short"):
+        Popularity.load(path)
+
+
+def test_corrupt_save_file_gives_a_clear_error(implicit_stream, tmp_path):
+    path = tmp_path / "m.recinc"
+    Popularity().fit(implicit_stream).save(path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="corrupt: payload checksum does not match"):
+        Popularity.load(path)
+
+
+def test_other_files_and_other_formats_are_refused(implicit_stream, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(ModelFileError, match="not a recinc-plugins model file"):
+        Popularity.load(junk)
+    path = tmp_path / "m.recinc"
+    Popularity().fit(implicit_stream).save(path)
+    data = bytearray(path.read_bytes())
+    data[8] = 99  # format version written by a future release
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"model format 99; this recinc-plugins reads up to"):
+        Popularity.load(path)
+
+
+def test_loading_through_another_class_is_refused(implicit_stream, tmp_path):
+    path = tmp_path / "m.recinc"
+    Popularity().fit(implicit_stream).save(path)
+    with pytest.raises(ModelFileError, match="holds a recinc_plugins.baselines:Popularity, not a "
+                                             "Random"):
+        Random.load(path)
+
+
+def test_partial_fit_adds_new_users_and_items_mid_stream():
+    model = Popularity().fit(pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"]}))
+    model.partial_fit(pd.DataFrame({"user": ["c", "c"], "item": ["z", "z"]}))
+    assert (model.n_users, model.n_items) == (3, 3)
+    recs = model.recommend(["a"], k=5)
+    assert recs.items[0].tolist()[:2] == ["z", "y"]
+    assert model.score("a", ["z", "x", "new"]).tolist() == [2.0, 1.0, 0.0]
+
+
+def test_fit_forgets_and_partial_fit_on_a_fresh_model_just_learns():
+    events = pd.DataFrame({"user": [1, 2], "item": [5, 6]})
+    model = Popularity().partial_fit(events)
+    assert model.n_items == 2
+    model.fit(pd.DataFrame({"user": [1], "item": [7]}))
+    assert model.item_index_.ids.tolist() == [7] and model.n_events_ == 1
+
+
+def test_candidates_restrict_recommendations():
+    events = pd.DataFrame({"user": [1, 2, 3, 3], "item": ["a", "b", "c", "a"]})
+    model = Popularity().fit(events)
+    recs = model.recommend([9], k=5, candidates=["b", "c"])
+    assert recs.items[0].tolist() == ["b", "c"]
+    with pytest.raises(ValueError, match=r"1 candidate item\(s\) are unknown to the model: "
+                                         r"\['zz'\]"):
+        model.recommend([9], candidates=["b", "zz"])
+
+
+def test_rows_with_fewer_than_k_items_are_padded_not_invented():
+    model = Popularity().fit(pd.DataFrame({"user": [1, 1, 2], "item": ["a", "b", "c"]}))
+    recs = model.recommend([1], k=3)
+    assert recs.items[0].tolist() == ["c", None, None]
+    assert np.isnan(recs.scores[0, 1:]).all()
+    assert recs.to_frame()["item"].tolist() == ["c"]
+    assert model.recommend([1], k=3, exclude_seen=False).items[0].tolist() == ["a", "b", "c"]
+
+
+def test_bad_k_is_refused():
+    model = Popularity().fit(pd.DataFrame({"user": [1], "item": [1]}))
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            model.recommend([1], k=k)
+
+
+def test_score_broadcasts_one_user_and_checks_lengths():
+    model = Popularity().fit(pd.DataFrame({"user": [1, 2], "item": ["a", "a"]}))
+    assert model.score(1, ["a", "a"]).tolist() == [2.0, 2.0]
+    scores, cold = model.score([1, 99], ["a", "a"], return_cold=True)
+    assert cold.tolist() == [False, True]
+    with pytest.raises(ValueError, match="same length, got 2 users and 3 items"):
+        model.score([1, 2], ["a", "a", "a"])
+
+
+def test_decayed_popularity_follows_the_half_life_in_time():
+    day = pd.Timestamp("2024-01-01")
+    events = pd.DataFrame({"user": [1, 2, 3], "item": ["old", "old", "new"],
+                           "timestamp": [day, day, day + pd.Timedelta("2D")]})
+    model = DecayedPopularity(half_life="1D").fit(events)
+    np.testing.assert_allclose(model.score(9, ["old", "new"]), [0.5, 1.0])
+
+
+def test_decayed_popularity_stays_finite_over_many_half_lives():
+    model = DecayedPopularity(half_life=2)
+    for step in range(300):
+        model.partial_fit(pd.DataFrame({"user": [step] * 5, "item": [step % 3] * 5}))
+    scores = model.score(0, [0, 1, 2])
+    assert np.isfinite(scores).all() and scores.max() > 0
+
+
+def test_decayed_popularity_in_time_needs_timestamps():
+    with pytest.raises(ValueError, match="interactions need a 'timestamp' column"):
+        DecayedPopularity(half_life="7D").fit(pd.DataFrame({"user": [1], "item": [1]}))
+
+
+@pytest.mark.parametrize("half_life", [0, -3, "soon", True, "-1D"])
+def test_decayed_popularity_rejects_bad_half_lives(half_life):
+    with pytest.raises(ValueError, match="half_life must be"):
+        DecayedPopularity(half_life=half_life).fit(pd.DataFrame({"user": [1], "item": [1]}))
+
+
+def test_random_is_deterministic_for_a_seed(implicit_stream):
+    a = Random(seed=3).fit(implicit_stream).recommend([0, 1, 2]).items
+    b = Random(seed=3).fit(implicit_stream).recommend([0, 1, 2]).items
+    np.testing.assert_array_equal(a, b)
+
+
+def test_parameters_follow_scikit_learn_conventions():
+    model = make("decayed-popularity", half_life=50)
+    assert model.get_params() == {"half_life": 50, "weighted": False}
+    assert repr(model) == "DecayedPopularity(half_life=50)"
+    twin = model.clone()
+    assert twin is not model and twin.get_params() == model.get_params()
+    with pytest.raises(ValueError, match="has no parameter 'halflife'"):
+        model.set_params(halflife=3)
+
+
+def test_explicit_only_models_refuse_data_without_ratings():
+    class RatingsOnly(Popularity):
+        capabilities = Popularity.capabilities.__class__(explicit=True, implicit=False)
+
+    with pytest.raises(ValueError, match="learns from explicit ratings, but the interactions "
+                                         "have no 'rating' column"):
+        RatingsOnly().fit(pd.DataFrame({"user": [1], "item": [2]}))
+
+
+def test_recommend_is_batched_over_many_users(implicit_stream):
+    model = Popularity().fit(implicit_stream)
+    users = implicit_stream["user"].unique()
+    recs = model.recommend(users, k=10)
+    assert recs.items.shape == (users.size, 10) and not recs.cold.any()
+    single = [model.recommend([u], k=10).items[0].tolist() for u in users[:20]]
+    assert recs.items[:20].tolist() == single
