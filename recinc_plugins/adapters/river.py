@@ -1,0 +1,469 @@
+"""River's recommenders (``river.reco``) behind the incremental interface.
+
+River learns one event at a time, so ``partial_fit`` feeds ``learn_one`` event by event in stream
+order and the wrapped model ends up exactly where River's own loop would leave it. Scoring does
+not call ``predict_one``: the model's biases and latent vectors are mirrored into arrays (updated
+for the users and items each batch touched), so ``score`` and ``recommend`` are vectorised and do
+not insert unseen ids into the model the way ``predict_one`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..base import Batch, Capabilities, IncrementalRecommender
+from ..ids import _as_id_array
+
+__all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
+
+
+def _river() -> Any:
+    require("river", "river")
+    import river.reco
+
+    return river
+
+
+def _model_kind(model: Any) -> str | None:
+    """Which River model equation ``model`` follows, or None when its state cannot be read.
+
+    The check is on the exact class: a subclass may override ``predict_one``.
+    """
+    reco = _river().reco
+    return {
+        reco.Baseline: "baseline",
+        reco.BiasedMF: "biased_mf",
+        reco.FunkMF: "funk_mf",
+    }.get(type(model))
+
+
+class _Unseen:
+    """Stands for an id the model has never seen and the caller did not name (index -1)."""
+
+    __slots__ = ()
+
+
+class RiverRanker(IncrementalRecommender):
+    """Any ``river.reco`` Ranker as an incremental recommender.
+
+    ``partial_fit`` calls the River model's ``learn_one(user, item, y)`` for every event in
+    order, so after the same events the wrapped model (``model_``) is identical to one trained by
+    River's own loop. For :class:`river.reco.Baseline`, :class:`river.reco.BiasedMF` and
+    :class:`river.reco.FunkMF`, scores are computed from arrays mirroring the model's biases and
+    latent vectors, with the same numbers as ``predict_one``; any other Ranker is scored with
+    ``predict_one`` one pair at a time (a warning says so, and River then inserts unseen ids).
+
+    A pair with an id the model has not learned is scored as ``predict_one`` would score it: the
+    bias and latent vector River would draw for that id are read from a copy of the model's
+    initialisers, so the model's own random state is untouched and the vectors drawn when the
+    id is later learned are the same ones. Within one ``score`` call, ids are drawn in the order
+    River would draw them.
+
+    Parameters
+    ----------
+    model
+        A fresh ``river.reco`` Ranker (it is deep-copied on ``fit``, so the object passed in is
+        never trained).
+
+    Attributes
+    ----------
+    model_
+        The wrapped River model, trained on every event learned so far.
+    vectorised_
+        True when scores come from the mirrored arrays, False when from ``predict_one``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from river import reco
+    >>> from recinc_plugins.adapters.river import RiverRanker
+    >>> events = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"],
+    ...                        "rating": [4.0, 2.0, 5.0]})
+    >>> model = RiverRanker(reco.Baseline()).fit(events)
+    >>> model.score("b", ["x", "y"]).round(4)
+    array([3.72  , 3.6733])
+    """
+
+    capabilities = Capabilities(explicit=True, implicit=False, update="per-event")
+    extra = "river"
+
+    def __init__(self, model: Any = None) -> None:
+        self.model = model
+
+    def _check_params(self) -> None:
+        reco = _river().reco
+        if not isinstance(self.model, reco.base.Ranker):
+            raise TypeError(
+                "model must be a river.reco Ranker such as river.reco.BiasedMF(), got "
+                f"{type(self.model).__name__}"
+            )
+
+    def _make_model(self) -> Any:
+        return copy.deepcopy(self.model)
+
+    def _init_model(self) -> None:
+        self.model_ = self._make_model()
+        self.kind_ = _model_kind(self.model_)
+        self.vectorised_ = self.kind_ is not None
+        if not self.vectorised_:
+            warnings.warn(
+                f"{type(self.model_).__name__} is not a reco.Baseline, BiasedMF or FunkMF, so "
+                "its state cannot be read: it is scored with predict_one one pair at a time, "
+                "which inserts unseen ids into the model",
+                UserWarning,
+                stacklevel=3,
+            )
+        n_factors = getattr(self.model_, "n_factors", 0) if self.kind_ != "baseline" else 0
+        self.user_bias_ = np.zeros(0)
+        self.item_bias_ = np.zeros(0)
+        self.user_latent_ = np.zeros((0, n_factors))
+        self.item_latent_ = np.zeros((0, n_factors))
+        self.user_learned_ = np.zeros(0, dtype=bool)
+        self.item_learned_ = np.zeros(0, dtype=bool)
+        # the ids as Python objects, for River's dicts: indexing a list costs far less per
+        # event than a numpy lookup, which matters when every step is one event
+        self._user_keys: list = []
+        self._item_keys: list = []
+
+    # -- growth and learning -----------------------------------------------------------------
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        self.user_bias_ = _grown(self.user_bias_, n_users)
+        self.item_bias_ = _grown(self.item_bias_, n_items)
+        self.user_latent_ = _grown(self.user_latent_, n_users)
+        self.item_latent_ = _grown(self.item_latent_, n_items)
+        self.user_learned_ = _grown(self.user_learned_, n_users)
+        self.item_learned_ = _grown(self.item_learned_, n_items)
+        self._user_keys.extend(self.user_index_.ids[len(self._user_keys):n_users].tolist())
+        self._item_keys.extend(self.item_index_.ids[len(self._item_keys):n_items].tolist())
+
+    def _partial_fit(self, batch: Batch) -> None:
+        learn = self.model_.learn_one
+        user_keys, item_keys = self._user_keys, self._item_keys
+        users, items = batch.users.tolist(), batch.items.tolist()
+        for u, i, y in zip(users, items, batch.values.tolist(), strict=True):
+            learn(user_keys[u], item_keys[i], y)
+        self._mirror(users, items)
+
+    def predict_then_learn(self, interactions: Any) -> np.ndarray:
+        """Predict each event with the model as it stands, then learn it; one event at a time.
+
+        This is River's own progressive-validation loop (``predict_one`` then ``learn_one``
+        per event), run on the wrapped model without per-event calls into this interface: the
+        predictions and the final model are those of River's loop, at its speed. Predictions
+        are not clipped.
+        """
+        frame = self._validate(interactions)
+        self._ensure_state()
+        batch = self._encode(frame)
+        self._ingest(batch)
+        if not len(batch):
+            return np.empty(0)
+        predict, learn = self.model_.predict_one, self.model_.learn_one
+        user_keys, item_keys = self._user_keys, self._item_keys
+        users, items = batch.users.tolist(), batch.items.tolist()
+        out = []
+        append = out.append
+        # predict_one inserts an unseen id with the draws learn_one would make next, and the
+        # event is learned at once, so the model ends where learn_one alone would leave it
+        for u, i, y in zip(users, items, batch.values.tolist(), strict=True):
+            user, item = user_keys[u], item_keys[i]
+            append(predict(user, item))
+            learn(user, item, y)
+        self._mirror(users, items)
+        return np.asarray(out, dtype=np.float64)
+
+    def _mirror(self, users: list, items: list) -> None:
+        """Copy the learned state of the users and items just learned into the arrays."""
+        if len(users) > 1:
+            users, items = list(dict.fromkeys(users)), list(dict.fromkeys(items))
+        model, kind = self.model_, self.kind_
+        # element by element: batches are often a single event, where numpy's fancy indexing
+        # would cost more than the learning itself
+        for index, keys, learned, bias, latent, biases, latents in (
+            (users, self._user_keys, self.user_learned_, self.user_bias_, self.user_latent_,
+             getattr(model, "u_biases", None), getattr(model, "u_latents", None)),
+            (items, self._item_keys, self.item_learned_, self.item_bias_, self.item_latent_,
+             getattr(model, "i_biases", None), getattr(model, "i_latents", None)),
+        ):
+            for n in index:
+                learned[n] = True
+                if kind is None:
+                    continue
+                key = keys[n]
+                if kind != "funk_mf":
+                    bias[n] = biases[key]
+                if kind != "baseline":
+                    latent[n] = latents[key]
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _global_mean(self) -> float:
+        return self.model_.global_mean.get() if self.kind_ != "funk_mf" else 0.0
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if not self.vectorised_:
+            item_ids = self.item_index_.ids.tolist()
+            return np.array([
+                [self.model_.predict_one(u, i) for i in item_ids]
+                for u in self.user_index_.ids_of(users).tolist()
+            ], dtype=np.float64).reshape(users.size, len(item_ids))
+        if self.kind_ == "funk_mf":
+            scores = self.user_latent_[users] @ self.item_latent_.T
+        else:
+            scores = (self._global_mean() + self.user_bias_[users])[:, None] + self.item_bias_
+            if self.kind_ == "biased_mf":
+                scores += self.user_latent_[users] @ self.item_latent_.T
+        # items indexed but not learned yet would need draws per pair: leave them out
+        if not self.item_learned_.all():
+            scores[:, ~self.item_learned_] = np.nan
+        return scores
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        learned = self.user_learned_[users] & self.item_learned_[items]
+        if not self.vectorised_ or not learned.all():
+            return self._exact_pairs(self.user_index_.ids_of(users).tolist(),
+                                     self.item_index_.ids_of(items).tolist())
+        if users.size <= 4:
+            # a step of one event: River's own arithmetic, bit for bit, and quicker than numpy
+            # calls on arrays of one
+            return self._exact_pairs([self._user_keys[u] for u in users.tolist()],
+                                     [self._item_keys[i] for i in items.tolist()])
+        if self.kind_ == "funk_mf":
+            return np.einsum("ij,ij->i", self.user_latent_[users], self.item_latent_[items])
+        out = self._global_mean() + self.user_bias_[users] + self.item_bias_[items]
+        if self.kind_ == "biased_mf":
+            out += np.einsum("ij,ij->i", self.user_latent_[users], self.item_latent_[items])
+        return out
+
+    def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        # an index of -1 is an id the caller did not name: each one is a distinct unseen id
+        user_ids = [self._user_keys[u] if u >= 0 else _Unseen() for u in users.tolist()]
+        item_ids = [self._item_keys[i] if i >= 0 else _Unseen() for i in items.tolist()]
+        return self._exact_pairs(user_ids, item_ids)
+
+    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
+        """One predicted rating per ``(user, item)`` pair, equal to River's ``predict_one``.
+
+        Unlike ``predict_one``, scoring never inserts an unseen user or item into the model.
+        ``return_cold=True`` also returns a boolean array flagging pairs with an id the model
+        has not learned.
+        """
+        self._ensure_state()
+        self._sync_size()  # ids added to the index from outside get their rows first
+        user_ids = _as_id_array(users)
+        item_ids = _as_id_array(items)
+        if user_ids.size == 1 and item_ids.size != 1:
+            user_ids = np.repeat(user_ids, item_ids.size)
+        if user_ids.size != item_ids.size:
+            raise ValueError(
+                f"users and items must have the same length, got {user_ids.size} users and "
+                f"{item_ids.size} items"
+            )
+        u = self.user_index_.lookup(user_ids)
+        i = self.item_index_.lookup(item_ids)
+        cold = (u < 0) | (i < 0)
+        cold[~cold] = ~(self.user_learned_[u[~cold]] & self.item_learned_[i[~cold]])
+        out = np.empty(u.size, dtype=np.float64)
+        if (~cold).any():
+            out[~cold] = self._score_pairs(u[~cold], i[~cold])
+        if cold.any():
+            # learned pairs draw nothing, so the cold ones alone, in the caller's order, make
+            # the draws River would make
+            out[cold] = self._exact_pairs(user_ids[cold].tolist(), item_ids[cold].tolist())
+        return (out, cold) if return_cold else out
+
+    def _exact_pairs(self, users: list, items: list) -> np.ndarray:
+        """``predict_one`` for each pair in order, without touching the model's state."""
+        model = self.model_
+        if not self.vectorised_:
+            return np.array([model.predict_one(u, i) for u, i in zip(users, items, strict=True)],
+                            dtype=np.float64)
+        kind = self.kind_
+        dicts = ([model.u_biases, model.i_biases] if kind != "funk_mf" else []) + (
+            [model.u_latents, model.i_latents] if kind != "baseline" else [])
+        drawn: list[dict] = [{} for _ in dicts]
+        factories: list = []
+
+        def get(slot: int, key: Any) -> Any:
+            table = dicts[slot]
+            if key in table:
+                return table[key]
+            cache = drawn[slot]
+            if key not in cache:
+                if not factories:
+                    # one deepcopy of all the factories keeps an initialiser they share
+                    # shared, so the copies draw the sequence the model itself would draw
+                    factories.extend(copy.deepcopy([d.default_factory for d in dicts]))
+                cache[key] = factories[slot]()
+            return cache[key]
+
+        mean = self._global_mean()
+        out = np.empty(len(users), dtype=np.float64)
+        for n, (user, item) in enumerate(zip(users, items, strict=True)):
+            if kind == "baseline":
+                out[n] = mean + get(0, user) + get(1, item)
+            elif kind == "funk_mf":
+                out[n] = np.dot(get(0, user), get(1, item)).item()
+            else:  # the order of BiasedMF.predict_one, which is also the order of its draws
+                y = mean
+                y += get(0, user)
+                y += get(1, item)
+                y += np.dot(get(2, user), get(3, item))
+                out[n] = y.item() if hasattr(y, "item") else y
+        return out
+
+
+def _grown(array: np.ndarray, n: int) -> np.ndarray:
+    if n <= array.shape[0]:
+        return array
+    out = np.zeros((n, *array.shape[1:]), dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
+
+
+class RiverBaseline(RiverRanker):
+    """River's ``reco.Baseline`` (global mean plus user and item biases), learned per event.
+
+    Parameters are those of :class:`river.reco.Baseline`, passed through unchanged; the
+    optimiser and initialiser are copied for each ``fit``, so refits are reproducible.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.adapters.river import RiverBaseline
+    >>> events = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"],
+    ...                        "rating": [4.0, 2.0, 5.0]})
+    >>> RiverBaseline().fit(events).recommend("b", k=1).items
+    array([['y']], dtype=object)
+    """
+
+    def __init__(self, optimizer: Any = None, loss: Any = None, l2: float = 0.0,
+                 initializer: Any = None, clip_gradient: float = 1e12,
+                 seed: int | None = None) -> None:
+        self.optimizer = optimizer
+        self.loss = loss
+        self.l2 = l2
+        self.initializer = initializer
+        self.clip_gradient = clip_gradient
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        pass
+
+    def _make_model(self) -> Any:
+        return _river().reco.Baseline(
+            optimizer=copy.deepcopy(self.optimizer), loss=copy.deepcopy(self.loss), l2=self.l2,
+            initializer=copy.deepcopy(self.initializer), clip_gradient=self.clip_gradient,
+            seed=self.seed,
+        )
+
+
+class RiverBiasedMF(RiverRanker):
+    """River's ``reco.BiasedMF`` learned per event, with vectorised scoring and top-k.
+
+    Parameters are those of :class:`river.reco.BiasedMF`, passed through unchanged; optimisers
+    and initialisers are copied for each ``fit``, so refits are reproducible.
+
+    Examples
+    --------
+    River's own docstring example, through the adapter, gives River's number:
+
+    >>> import pandas as pd
+    >>> from river import optim
+    >>> from recinc_plugins.adapters.river import RiverBiasedMF
+    >>> events = pd.DataFrame({
+    ...     "user": ["Alice"] * 5 + ["Bob"] * 4,
+    ...     "item": ["Superman", "Terminator", "Star Wars", "Notting Hill", "Harry Potter",
+    ...              "Superman", "Terminator", "Star Wars", "Notting Hill"],
+    ...     "rating": [8, 9, 8, 2, 5, 8, 9, 8, 2]})
+    >>> model = RiverBiasedMF(
+    ...     n_factors=10, bias_optimizer=optim.SGD(0.025), latent_optimizer=optim.SGD(0.025),
+    ...     latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=71))
+    >>> model = model.fit(events)
+    >>> print(f"{model.score('Bob', 'Harry Potter')[0]:.6f}")
+    6.489026
+    >>> native = model.model_  # River's own model, trained by learn_one on the same events
+    >>> bool(model.score("Bob", "Harry Potter")[0] == native.predict_one("Bob", "Harry Potter"))
+    True
+    """
+
+    def __init__(self, n_factors: int = 10, bias_optimizer: Any = None,
+                 latent_optimizer: Any = None, loss: Any = None, l2_bias: float = 0.0,
+                 l2_latent: float = 0.0, weight_initializer: Any = None,
+                 latent_initializer: Any = None, clip_gradient: float = 1e12,
+                 seed: int | None = None) -> None:
+        self.n_factors = n_factors
+        self.bias_optimizer = bias_optimizer
+        self.latent_optimizer = latent_optimizer
+        self.loss = loss
+        self.l2_bias = l2_bias
+        self.l2_latent = l2_latent
+        self.weight_initializer = weight_initializer
+        self.latent_initializer = latent_initializer
+        self.clip_gradient = clip_gradient
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        _check_n_factors(self.n_factors)
+
+    def _make_model(self) -> Any:
+        return _river().reco.BiasedMF(
+            n_factors=self.n_factors, bias_optimizer=copy.deepcopy(self.bias_optimizer),
+            latent_optimizer=copy.deepcopy(self.latent_optimizer), loss=copy.deepcopy(self.loss),
+            l2_bias=self.l2_bias, l2_latent=self.l2_latent,
+            weight_initializer=copy.deepcopy(self.weight_initializer),
+            latent_initializer=copy.deepcopy(self.latent_initializer),
+            clip_gradient=self.clip_gradient, seed=self.seed,
+        )
+
+
+class RiverFunkMF(RiverRanker):
+    """River's ``reco.FunkMF`` (latent factors only) learned per event, vectorised scoring.
+
+    Parameters are those of :class:`river.reco.FunkMF`, passed through unchanged.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from river import optim
+    >>> from recinc_plugins.adapters.river import RiverFunkMF
+    >>> events = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"],
+    ...                        "rating": [1.0, 0.0, 1.0]})
+    >>> model = RiverFunkMF(n_factors=4, seed=1).fit(events)
+    >>> model.score("a", "x").shape
+    (1,)
+    """
+
+    def __init__(self, n_factors: int = 10, optimizer: Any = None, loss: Any = None,
+                 l2: float = 0.0, initializer: Any = None, clip_gradient: float = 1e12,
+                 seed: int | None = None) -> None:
+        self.n_factors = n_factors
+        self.optimizer = optimizer
+        self.loss = loss
+        self.l2 = l2
+        self.initializer = initializer
+        self.clip_gradient = clip_gradient
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        _check_n_factors(self.n_factors)
+
+    def _make_model(self) -> Any:
+        return _river().reco.FunkMF(
+            n_factors=self.n_factors, optimizer=copy.deepcopy(self.optimizer),
+            loss=copy.deepcopy(self.loss), l2=self.l2,
+            initializer=copy.deepcopy(self.initializer), clip_gradient=self.clip_gradient,
+            seed=self.seed,
+        )
+
+
+def _check_n_factors(n_factors: Any) -> None:
+    if isinstance(n_factors, bool) or not isinstance(n_factors, (int, np.integer)) \
+            or n_factors < 1:
+        raise ValueError(f"n_factors must be a positive integer, got {n_factors!r}")

@@ -1,0 +1,149 @@
+"""Any recinc model as a River Ranker, for River pipelines and progressive validation.
+
+``RecincRanker`` is a ``river.reco.base.Ranker``: ``learn_one(user, item, y, x)``,
+``predict_one(user, item, x)`` and a vectorised ``rank``. Events given to ``learn_one`` are
+collected in a buffer and learned by the model's ``partial_fit`` ``batch_size`` at a time;
+events waiting in the buffer are never lost: they are learned before any prediction when
+``flush_before_predict`` is set, by :meth:`RecincRanker.flush`, and they are pickled with the
+ranker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._optional import require
+from ..base import IncrementalRecommender
+from ..registry import make
+
+_reco = require("river.reco", "river")
+
+__all__ = ["RecincRanker"]
+
+
+class RecincRanker(_reco.base.Ranker):
+    """A recinc model (by registry name or as an instance) as a ``river.reco`` Ranker.
+
+    Parameters
+    ----------
+    model
+        A registered model name (``"popularity"``, ``"lightfm"``, ``"river-biasedmf"``...) or
+        an :class:`~recinc_plugins.base.IncrementalRecommender`. An instance is used as is
+        (learned state included); ``clone`` gives the ranker an unfitted copy.
+    model_params
+        Parameters for the named model.
+    batch_size
+        Learn the buffered ``learn_one`` events with one ``partial_fit`` every ``batch_size``
+        events (1: learn each event at once).
+    flush_before_predict
+        Learn the buffered events before ``predict_one`` and ``rank`` answer, so predictions
+        always reflect every event given so far.
+
+    Attributes
+    ----------
+    model_
+        The recinc model learning the events.
+
+    Examples
+    --------
+    The way River's MovieLens tutorial feeds its reco models (the ids travel as keyword
+    arguments, predictions are clipped to the rating scale):
+
+    >>> from river import evaluate, metrics, preprocessing
+    >>> from recinc_plugins.compat.river import RecincRanker
+    >>> dataset = [({}, 4.0, {"user": "a", "item": "x"}), ({}, 2.0, {"user": "a", "item": "y"}),
+    ...            ({}, 5.0, {"user": "b", "item": "x"}), ({}, 3.0, {"user": "b", "item": "y"})]
+    >>> model = preprocessing.PredClipper(RecincRanker("river-baseline"), y_min=1, y_max=5)
+    >>> evaluate.progressive_val_score(dataset, model, metrics.MAE())
+    MAE: 1.918333
+    """
+
+    def __init__(self, model: str | IncrementalRecommender = "popularity",
+                 model_params: dict | None = None, batch_size: int = 1,
+                 flush_before_predict: bool = True) -> None:
+        self.model = model
+        self.model_params = model_params
+        self.batch_size = batch_size
+        self.flush_before_predict = flush_before_predict
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(model, str):
+            self.model_ = make(model, **(model_params or {}))
+        elif isinstance(model, IncrementalRecommender):
+            if model_params:
+                raise ValueError("model_params applies to a model given by name; set the "
+                                 "parameters on the instance instead")
+            self.model_ = model
+        else:
+            raise TypeError(
+                "model must be a registered model name or an IncrementalRecommender, got "
+                f"{type(model).__name__}"
+            )
+        caps = self.model_.capabilities
+        self._target = "weight" if caps.implicit and not caps.explicit else "rating"
+        self._users: list = []
+        self._items: list = []
+        self._ys: list = []
+
+    @classmethod
+    def _unit_test_params(cls) -> Any:
+        yield {"model": "popularity"}
+
+    def clone(self, new_params: dict | None = None, include_attributes: bool = False) -> Any:
+        """A ranker with the same parameters and an unfitted model (River's ``clone``)."""
+        params = dict(new_params or {})
+        model = params.get("model", self.model)
+        if isinstance(model, IncrementalRecommender):
+            params["model"] = model.clone()
+        return super().clone(params, include_attributes)
+
+    # -- learning ----------------------------------------------------------------------------
+
+    @property
+    def n_pending(self) -> int:
+        """Events given to ``learn_one`` and not yet learned by the model."""
+        return len(self._users)
+
+    def learn_one(self, user: Any, item: Any, y: Any, x: dict | None = None) -> None:
+        self._users.append(user)
+        self._items.append(item)
+        self._ys.append(float(y))
+        if len(self._users) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Learn the buffered events now (in the order they were given)."""
+        if not self._users:
+            return
+        frame = pd.DataFrame({"user": _ids(self._users), "item": _ids(self._items),
+                              self._target: self._ys})
+        self.model_.partial_fit(frame)
+        self._users, self._items, self._ys = [], [], []
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def predict_one(self, user: Any, item: Any, x: dict | None = None) -> float:
+        if self.flush_before_predict:
+            self.flush()
+        return float(self.model_.score(_ids([user]), _ids([item]))[0])
+
+    def rank(self, user: Any, items: Any, x: dict | None = None) -> list:
+        """``items`` by decreasing score for ``user``, scored in one vectorised call."""
+        if self.flush_before_predict:
+            self.flush()
+        items = list(items)
+        if not items:
+            return []
+        scores = self.model_.score(_ids([user] * len(items)), _ids(items))
+        order = np.argsort(-scores, kind="stable")
+        return [items[j] for j in order.tolist()]
+
+
+def _ids(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array

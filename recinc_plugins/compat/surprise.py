@@ -1,0 +1,150 @@
+"""Any recinc model as a Surprise algorithm, so Surprise's own tools work with it.
+
+``SurpriseAlgo`` is an ``AlgoBase``: ``fit(trainset)``, ``predict(uid, iid, r_ui)`` returning a
+``Prediction``, ``test(testset)``, so ``surprise.model_selection.cross_validate``,
+``GridSearchCV`` (through :func:`as_surprise`) and ``surprise.accuracy`` run unchanged, and a
+Surprise script swaps its algorithm for a LightFM-, implicit-, River- or torch-backed model in
+one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._optional import require
+from ..base import IncrementalRecommender
+from ..registry import make
+
+_surprise = require("surprise", "surprise")
+
+__all__ = ["SurpriseAlgo", "as_surprise"]
+
+
+class SurpriseAlgo(_surprise.AlgoBase):
+    """A recinc model (by registry name or as an instance) as a Surprise algorithm.
+
+    ``fit(trainset)`` trains a fresh model on the trainset's ratings (by raw id), so fitting
+    the same object on every fold, as ``cross_validate`` does, starts from scratch each time.
+    Predictions are the model's ``score``: a predicted rating for explicit models, a ranking
+    score for implicit-only ones (RMSE then measures nothing useful, but the script runs).
+    ``test`` scores the whole testset in one vectorised call. Pairs the model cannot score
+    (an unknown user or item) get its cold-start fallback and ``details["was_impossible"]``.
+
+    Parameters
+    ----------
+    model
+        A registered model name (``"surprise-svd"``, ``"lightfm"``, ``"river-biasedmf"``...)
+        or an :class:`~recinc_plugins.base.IncrementalRecommender` (cloned on each ``fit``).
+    **params
+        Parameters of the model (with a name) or overrides of the instance's parameters.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from surprise import Dataset, Reader
+    >>> from recinc_plugins.compat.surprise import SurpriseAlgo
+    >>> frame = pd.DataFrame({"user": ["a", "a", "b"], "item": ["x", "y", "x"],
+    ...                       "rating": [4.0, 2.0, 5.0]})
+    >>> data = Dataset.load_from_df(frame, Reader(rating_scale=(1, 5)))
+    >>> algo = SurpriseAlgo("river-baseline").fit(data.build_full_trainset())
+    >>> round(algo.predict("b", "y").est, 4)
+    3.6733
+    """
+
+    def __init__(self, model: str | IncrementalRecommender = "popularity", **params: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.params = params
+
+    def _new_model(self) -> IncrementalRecommender:
+        if isinstance(self.model, str):
+            return make(self.model, **self.params)
+        if isinstance(self.model, IncrementalRecommender):
+            return self.model.clone().set_params(**self.params)
+        raise TypeError(
+            "model must be a registered model name or an IncrementalRecommender, got "
+            f"{type(self.model).__name__}"
+        )
+
+    def fit(self, trainset: Any) -> SurpriseAlgo:
+        super().fit(trainset)
+        to_user, to_item = trainset.to_raw_uid, trainset.to_raw_iid
+        rows = [(to_user(u), to_item(i), r) for u, i, r in trainset.all_ratings()]
+        frame = pd.DataFrame(rows, columns=["user", "item", "rating"])
+        model = self._new_model()
+        caps = model.capabilities
+        if caps.implicit and not caps.explicit:
+            frame = frame.rename(columns={"rating": "weight"})
+        self.model_ = model.fit(frame)
+        return self
+
+    def _scores(self, users: list, items: list) -> tuple[np.ndarray, np.ndarray]:
+        return self.model_.score(_ids(users), _ids(items), return_cold=True)
+
+    def estimate(self, u: Any, i: Any) -> float:
+        """Score of inner ids ``u``, ``i`` (Surprise's ``UKN__`` ids for unknown ones)."""
+        user = self.trainset.to_raw_uid(u) if self.trainset.knows_user(u) else str(u)[5:]
+        item = self.trainset.to_raw_iid(i) if self.trainset.knows_item(i) else str(i)[5:]
+        return float(self._scores([user], [item])[0][0])
+
+    def predict(self, uid: Any, iid: Any, r_ui: float | None = None, clip: bool = True,
+                verbose: bool = False) -> Any:
+        return self._predictions([(uid, iid, r_ui)], clip, verbose)[0]
+
+    def test(self, testset: Any, verbose: bool = False) -> list:
+        return self._predictions(list(testset), True, verbose)
+
+    def _predictions(self, testset: list, clip: bool, verbose: bool) -> list:
+        if not testset:
+            return []
+        users, items, truths = zip(*testset, strict=True)
+        est, cold = self._scores(list(users), list(items))
+        if clip:
+            low, high = self.trainset.rating_scale
+            est = np.clip(est, low, high)
+        predictions = []
+        rows = zip(users, items, truths, est.tolist(), cold.tolist(), strict=True)
+        for uid, iid, r_ui, e, c in rows:
+            details: dict[str, Any] = {"was_impossible": c}
+            if c:
+                details["reason"] = "User and/or item is unknown."
+            pred = _surprise.Prediction(uid, iid, r_ui, e, details)
+            if verbose:
+                print(pred)
+            predictions.append(pred)
+        return predictions
+
+
+def _ids(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def as_surprise(model: str | IncrementalRecommender) -> type[SurpriseAlgo]:
+    """A ``SurpriseAlgo`` subclass bound to ``model``, built with the model's parameters.
+
+    ``GridSearchCV`` builds ``algo_class(**params)``; pass ``as_surprise("surprise-svd")`` as
+    ``algo_class`` and the grid's parameters go to the model. (The class is made at run time,
+    so use ``n_jobs=1``: it cannot be pickled into worker processes.)
+
+    Examples
+    --------
+    >>> from recinc_plugins.compat.surprise import as_surprise
+    >>> SVD = as_surprise("surprise-svd")
+    >>> SVD(n_factors=5).params
+    {'n_factors': 5}
+    """
+
+    name = model if isinstance(model, str) else type(model).__name__
+
+    class BoundAlgo(SurpriseAlgo):
+        def __init__(self, **params: Any) -> None:
+            super().__init__(model, **params)
+
+    BoundAlgo.__name__ = BoundAlgo.__qualname__ = f"SurpriseAlgo[{name}]"
+    BoundAlgo.__doc__ = f"{name} as a Surprise algorithm (see SurpriseAlgo)."
+    return BoundAlgo

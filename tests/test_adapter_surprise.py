@@ -1,0 +1,136 @@
+"""The Surprise adapters against Surprise itself: refits, windows, fold-in, vectorised scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+surprise = pytest.importorskip("surprise")
+
+from recinc_plugins.adapters import surprise as adapters  # noqa: E402
+from recinc_plugins.adapters.surprise import (  # noqa: E402
+    SurpriseAdapter,
+    SurpriseBaselineOnly,
+    SurpriseNMF,
+    SurpriseSVD,
+    SurpriseSVDpp,
+)
+
+ALL = [
+    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "n_epochs": 5, "random_state": 0},
+                 id="svd"),
+    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "biased": False, "random_state": 0},
+                 id="svd-unbiased"),
+    pytest.param(adapters.SurpriseSVDpp, {"n_factors": 4, "n_epochs": 3, "random_state": 0},
+                 id="svdpp"),
+    pytest.param(adapters.SurpriseNMF, {"n_factors": 4, "n_epochs": 5, "random_state": 0},
+                 id="nmf"),
+    pytest.param(adapters.SurpriseBaselineOnly, {}, id="baseline"),
+    pytest.param(adapters.SurpriseKNNBasic, {"k": 10}, id="knn"),
+    pytest.param(adapters.SurpriseKNNWithMeans, {"k": 10}, id="knn-means"),
+    pytest.param(adapters.SurpriseKNNWithZScore, {"k": 10}, id="knn-zscore"),
+    pytest.param(adapters.SurpriseKNNBaseline, {"k": 10}, id="knn-baseline"),
+    pytest.param(adapters.SurpriseSlopeOne, {}, id="slopeone"),
+    pytest.param(adapters.SurpriseCoClustering, {"random_state": 0}, id="coclustering"),
+]
+
+
+def _native_trainset(frame: pd.DataFrame):
+    reader = surprise.Reader(rating_scale=(1, 5))
+    data = surprise.Dataset.load_from_df(frame[["user", "item", "rating"]], reader)
+    return data.build_full_trainset()
+
+
+def test_svd_fit_equals_native_svd_fitted_on_the_same_frame(explicit_stream):
+    model = SurpriseSVD(n_factors=8, random_state=0, refit_every=None).fit(explicit_stream)
+    trainset = _native_trainset(explicit_stream)
+    native = surprise.SVD(n_factors=8, random_state=0).fit(trainset)
+    users, items = explicit_stream["user"].to_numpy(), explicit_stream["item"].to_numpy()
+    expected = [native.estimate(trainset.to_inner_uid(u), trainset.to_inner_iid(i))
+                for u, i in zip(users, items, strict=True)]
+    np.testing.assert_allclose(model.score(users, items), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("cls", "params"), ALL)
+def test_scores_equal_the_algorithms_own_estimates(cls, params, explicit_stream):
+    model = cls(refit_every=None, **params).fit(explicit_stream.iloc[:2000])
+    algo = model.model_
+    pairs = explicit_stream.iloc[1990:2010]  # known pairs, then pairs with unknown ids
+    users = [*pairs["user"].tolist(), "nobody"]
+    items = [*pairs["item"].tolist(), pairs["item"].iloc[0]]
+    expected = [algo.predict(u, i, clip=False).est for u, i in zip(users, items, strict=True)]
+    np.testing.assert_allclose(model.score(users, items), expected, rtol=0, atol=1e-9)
+    top = model.recommend(users[:3], k=5)
+    assert top.items.shape == (3, 5)
+
+
+@pytest.mark.parametrize("unit", ["events", "steps"])
+def test_refits_happen_every_n_events_or_steps(unit, explicit_stream):
+    model = SurpriseBaselineOnly(refit_every=3, refit_unit=unit).fit(explicit_stream.iloc[:500])
+    for start in range(500, 800, 50):  # six steps of 50 events
+        model.partial_fit(explicit_stream.iloc[start:start + 50])
+    assert model.n_refits_ == 1 + (6 if unit == "events" else 2)
+
+
+def test_window_refits_on_the_last_events_only(explicit_stream):
+    model = SurpriseBaselineOnly(refit_every=100, window=400).fit(explicit_stream.iloc[:1000])
+    assert model.model_.trainset.n_ratings == 400
+    model.partial_fit(explicit_stream.iloc[1000:1100])
+    assert model.model_.trainset.n_ratings == 400
+    assert model.n_refits_ == 2
+
+
+@pytest.mark.parametrize("cls", [SurpriseSVD, SurpriseSVDpp, SurpriseNMF, SurpriseBaselineOnly])
+def test_fold_in_gives_a_new_user_a_prediction_of_their_own_before_any_refit(
+        cls, explicit_stream):
+    train = explicit_stream.iloc[:2000]
+    new_user = pd.DataFrame({"user": ["newcomer"] * 6,
+                             "item": train["item"].value_counts().index[:6],
+                             "rating": [5.0] * 6})
+    seed = {} if cls is SurpriseBaselineOnly else {"random_state": 0}
+    folded = cls(refit_every=None, **seed).fit(train).partial_fit(new_user)
+    stuck = cls(refit_every=None, fold_in=False, **seed).fit(train).partial_fit(new_user)
+    assert folded.n_refits_ == stuck.n_refits_ == 1
+    items = train["item"].value_counts().index[:6]
+    # a user who gives 5 stars everywhere is predicted above the item-only fallback
+    assert (folded.score("newcomer", items) > stuck.score("newcomer", items)).all()
+
+
+def test_fold_in_on_ml100k_new_users_beat_the_global_mean_before_any_refit(ml100k):
+    train, step, future = ml100k[:60000], ml100k[60000:65000], ml100k[65000:75000]
+    new_users = set(step["user"]) - set(train["user"])
+    later = future[future["user"].isin(new_users)]
+    truth = later["rating"].to_numpy()
+    model = SurpriseSVD(refit_every=None, random_state=0).fit(train).partial_fit(step)
+    assert model.n_refits_ == 1
+    rmse = float(np.sqrt(np.mean((np.clip(model.score(later["user"], later["item"]), 1, 5)
+                                  - truth) ** 2)))
+    global_mean = float(np.sqrt(np.mean((model.mu_ - truth) ** 2)))
+    assert len(new_users) > 20 and truth.size > 200
+    assert rmse < global_mean - 0.05  # measured: 0.973 against 1.079
+
+
+def test_saved_adapter_scores_the_same_and_keeps_its_parameters(explicit_stream, tmp_path):
+    model = SurpriseSVD(n_factors=4, random_state=1, refit_every=700).fit(explicit_stream[:1000])
+    model.partial_fit(explicit_stream[1000:1500])
+    model.save(tmp_path / "svd.recinc")
+    loaded = SurpriseSVD.load(tmp_path / "svd.recinc")
+    assert loaded.get_params() == model.get_params()
+    assert repr(loaded) == "SurpriseSVD(refit_every=700, n_factors=4, random_state=1)"
+    users, items = explicit_stream["user"], explicit_stream["item"]
+    np.testing.assert_array_equal(loaded.score(users, items), model.score(users, items))
+    assert loaded.clone().get_params() == model.get_params()
+
+
+def test_bad_parameters_are_named(explicit_stream):
+    with pytest.raises(TypeError, match="algo must be a Surprise algorithm"):
+        SurpriseAdapter(algo="SVD").fit(explicit_stream)
+    with pytest.raises(ValueError, match="refit_every must be a positive integer or None"):
+        SurpriseSVD(refit_every=0).fit(explicit_stream)
+    with pytest.raises(ValueError, match="refit_unit must be one of"):
+        SurpriseSVD(refit_unit="days").fit(explicit_stream)
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        SurpriseSVD(window=-1).fit(explicit_stream)
+    with pytest.raises(ValueError, match=r"invalid parameters for surprise\.SVD"):
+        SurpriseSVD(n_factorz=3).fit(explicit_stream)

@@ -1,0 +1,114 @@
+"""recinc models as River Rankers: River's own checks, progressive validation, the buffer."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+pytest.importorskip("river")
+
+from river import checks, evaluate, metrics, optim, preprocessing, reco
+
+from recinc_plugins.adapters.river import RiverBiasedMF
+from recinc_plugins.baselines import Popularity
+from recinc_plugins.compat.river import RecincRanker
+
+
+@pytest.mark.parametrize(("model", "params"), [
+    ("popularity", None),
+    ("lightfm", {"no_components": 4, "random_state": 0}),
+    ("river-biasedmf", {"seed": 0}),
+    ("river-baseline", None),
+])
+def test_rivers_check_estimator_passes(model, params):
+    checks.check_estimator(RecincRanker(model, model_params=params))
+
+
+def test_check_estimator_passes_with_an_instance_and_mini_batches():
+    checks.check_estimator(RecincRanker(Popularity(), batch_size=8))
+
+
+def _tutorial_stream(frame):
+    """(x, y, {"user", "item"}) triples, the way River's MovieLens tutorial feeds reco models."""
+    return [({}, y, {"user": u, "item": i})
+            for u, i, y in zip(frame["user"].tolist(), frame["item"].tolist(),
+                               frame["rating"].tolist(), strict=True)]
+
+
+def test_progressive_val_score_equals_rivers_own_model(explicit_stream):
+    stream = _tutorial_stream(explicit_stream.iloc[:1500])
+
+    def params():
+        return dict(n_factors=10, bias_optimizer=optim.SGD(0.025),
+                    latent_optimizer=optim.SGD(0.05),
+                    latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=73))
+
+    native = evaluate.progressive_val_score(
+        stream, preprocessing.PredClipper(reco.BiasedMF(**params()), y_min=1, y_max=5),
+        metrics.MAE() + metrics.RMSE())
+    ours = evaluate.progressive_val_score(
+        stream, preprocessing.PredClipper(RecincRanker(RiverBiasedMF(**params())), y_min=1,
+                                          y_max=5),
+        metrics.MAE() + metrics.RMSE())
+    for a, b in zip(native, ours, strict=True):
+        assert abs(a.get() - b.get()) < 1e-12
+
+
+def test_buffered_events_are_learned_before_predicting_and_never_lost(explicit_stream):
+    lazy = RecincRanker("popularity", batch_size=100, flush_before_predict=False)
+    eager = RecincRanker("popularity", batch_size=100)
+    for u, i in zip(explicit_stream["user"].iloc[:30], explicit_stream["item"].iloc[:30],
+                    strict=True):
+        lazy.learn_one(u, i, 1.0)
+        eager.learn_one(u, i, 1.0)
+    item = explicit_stream["item"].iloc[0]
+    assert lazy.n_pending == 30 and lazy.predict_one("u", item) == 0.0
+    assert eager.predict_one("u", item) > 0 and eager.n_pending == 0
+
+    restored = pickle.loads(pickle.dumps(lazy))
+    assert restored.n_pending == 30
+    restored.flush()
+    assert restored.predict_one("u", item) == eager.predict_one("u", item)
+
+
+def test_rank_orders_items_by_score_in_one_call(explicit_stream):
+    ranker = RecincRanker("popularity")
+    for u, i in zip(explicit_stream["user"].iloc[:500], explicit_stream["item"].iloc[:500],
+                    strict=True):
+        ranker.learn_one(u, i, 1.0)
+    items = explicit_stream["item"].iloc[:500].unique().tolist()
+    ranked = ranker.rank("anyone", set(items))
+    scores = [ranker.predict_one("anyone", i) for i in ranked]
+    assert sorted(ranked, key=str) == sorted(items, key=str)
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_clone_has_the_same_parameters_and_an_unfitted_model(explicit_stream):
+    ranker = RecincRanker(RiverBiasedMF(n_factors=3), batch_size=2)
+    ranker.learn_one("a", "x", 4.0)
+    ranker.learn_one("a", "y", 2.0)
+    clone = ranker.clone()
+    assert not clone.model_.is_fitted and ranker.model_.n_events_ == 2
+    assert clone.model_.n_factors == 3 and clone.batch_size == 2
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        RecincRanker(batch_size=0)
+    with pytest.raises(TypeError, match="model must be a registered model name"):
+        RecincRanker(model=3.5)
+    with pytest.raises(ValueError, match="model_params applies to a model given by name"):
+        RecincRanker(Popularity(), model_params={"weighted": True})
+
+
+def test_river_loop_example_runs_a_lightfm_backed_model(monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.delenv("RECINC_DATA_HOME", raising=False)  # the synthetic stream: seconds
+    script = Path(__file__).resolve().parent.parent / "examples" / "river_loop.py"
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "lightfm     hit rate@10" in out and "MAE:" in out

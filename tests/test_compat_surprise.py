@@ -1,0 +1,99 @@
+"""recinc models inside Surprise's own tools: cross_validate, GridSearchCV, accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+surprise = pytest.importorskip("surprise")
+
+from surprise import accuracy  # noqa: E402
+from surprise.model_selection import GridSearchCV, KFold, cross_validate  # noqa: E402
+
+from recinc_plugins.baselines import Popularity  # noqa: E402
+from recinc_plugins.compat.surprise import SurpriseAlgo, as_surprise  # noqa: E402
+
+
+def _dataset(frame: pd.DataFrame):
+    reader = surprise.Reader(rating_scale=(1, 5))
+    return surprise.Dataset.load_from_df(frame[["user", "item", "rating"]], reader)
+
+
+def test_cross_validate_through_the_svd_adapter_reproduces_native_svd_on_ml100k(ml100k):
+    data = _dataset(ml100k)
+    native = cross_validate(surprise.SVD(random_state=0), data, measures=["rmse"],
+                            cv=KFold(n_splits=5, random_state=0))
+    ours = cross_validate(SurpriseAlgo("surprise-svd", random_state=0, refit_every=None), data,
+                          measures=["rmse"], cv=KFold(n_splits=5, random_state=0))
+    native_rmse, our_rmse = native["test_rmse"].mean(), ours["test_rmse"].mean()
+    assert 0.9 < native_rmse < 0.97
+    assert abs(our_rmse - native_rmse) < 0.005
+    assert np.abs(ours["test_rmse"] - native["test_rmse"]).max() < 0.01
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("river-biasedmf", {"seed": 0}),
+    ("lightfm", {"no_components": 8, "random_state": 0}),
+    ("popularity", {}),
+])
+def test_swapping_the_algorithm_for_other_backends_runs_unchanged(name, params,
+                                                                 explicit_stream):
+    data = _dataset(explicit_stream)
+    result = cross_validate(SurpriseAlgo(name, **params), data, measures=["rmse", "mae"], cv=3)
+    assert result["test_rmse"].shape == (3,)
+    assert np.isfinite(result["test_rmse"]).all() and (result["test_mae"] >= 0).all()
+
+
+def test_grid_search_builds_the_bound_class_with_each_parameter_set(explicit_stream):
+    grid = GridSearchCV(as_surprise("surprise-svd"),
+                        {"n_factors": [2, 8], "n_epochs": [2], "random_state": [0]},
+                        measures=["rmse"], cv=2)
+    grid.fit(_dataset(explicit_stream))
+    assert grid.best_params["rmse"]["n_factors"] in (2, 8)
+    assert grid.best_estimator["rmse"].params["n_epochs"] == 2
+    assert len(grid.cv_results["params"]) == 2
+
+
+def test_predictions_are_surprise_predictions_clipped_and_flagged(explicit_stream):
+    trainset = _dataset(explicit_stream).build_full_trainset()
+    algo = SurpriseAlgo(Popularity()).fit(trainset)
+    user, item = explicit_stream["user"].iloc[0], explicit_stream["item"].iloc[0]
+    known = algo.predict(user, item, r_ui=4.0)
+    assert isinstance(known, surprise.Prediction) and known.r_ui == 4.0
+    assert 1 <= known.est <= 5 and known.details["was_impossible"] is False
+    unknown = algo.predict("no-such-user", "no-such-item")
+    assert unknown.details["was_impossible"] is True
+    predictions = algo.test(trainset.build_testset()[:50])
+    assert len(predictions) == 50 and accuracy.rmse(predictions, verbose=False) >= 0
+
+
+def test_each_fit_starts_from_scratch(explicit_stream):
+    data = _dataset(explicit_stream)
+    algo = SurpriseAlgo("river-baseline")
+    first = algo.fit(data.build_full_trainset()).predict(explicit_stream["user"].iloc[0], 3).est
+    again = algo.fit(data.build_full_trainset()).predict(explicit_stream["user"].iloc[0], 3).est
+    assert first == again
+    assert algo.model_.n_events_ == len(explicit_stream)
+
+
+def test_a_model_that_is_not_one_is_named():
+    trainset = _dataset(pd.DataFrame({"user": [1], "item": [2], "rating": [3.0]}))
+    with pytest.raises(TypeError, match="model must be a registered model name or an "
+                                        "IncrementalRecommender, got int"):
+        SurpriseAlgo(42).fit(trainset.build_full_trainset())
+    with pytest.raises(ValueError, match="unknown model 'svd-plus'"):
+        SurpriseAlgo("svd-plus").fit(trainset.build_full_trainset())
+
+
+@pytest.mark.parametrize("model", ["native", "surprise-svd", "lightfm", "river-biasedmf"])
+def test_surprise_swap_example_runs_with_each_algorithm(model, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.delenv("RECINC_DATA_HOME", raising=False)  # the synthetic stream: seconds
+    script = Path(__file__).resolve().parent.parent / "examples" / "surprise_swap.py"
+    namespace = runpy.run_path(str(script))
+    namespace["main"](model)
+    out = capsys.readouterr().out
+    assert f"synthetic, {model}: RMSE" in out and "was_impossible" in out
