@@ -330,7 +330,10 @@ class IncrementalRecommender(abc.ABC):
         if len(batch) == 0:
             return
         self.seen_.add(batch.users, batch.items, 1.0)
-        self.item_counts_ += np.bincount(batch.items, minlength=self.item_counts_.size)
+        if len(batch) * 16 < self.item_counts_.size:  # small step: touch only its items
+            np.add.at(self.item_counts_, batch.items, 1.0)
+        else:
+            self.item_counts_ += np.bincount(batch.items, minlength=self.item_counts_.size)
         self.n_events_ += len(batch)
         if batch.ratings is not None:
             self.rating_sum_ += float(batch.ratings.sum())
