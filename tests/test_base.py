@@ -15,9 +15,9 @@ def test_baselines_never_recommend_seen_items(model, implicit_stream):
     model.partial_fit(implicit_stream.iloc[2000:])
     users = implicit_stream["user"].unique()[:50]
     recs = model.recommend(users, k=20).to_frame()
-    seen = set(zip(implicit_stream["user"], implicit_stream["item"]))
+    seen = set(zip(implicit_stream["user"], implicit_stream["item"], strict=True))
     assert len(recs) == 50 * 20
-    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
 
 
 @pytest.mark.parametrize("model", BASELINES, ids=repr)
@@ -89,8 +89,8 @@ def test_other_files_and_other_formats_are_refused(implicit_stream, tmp_path):
 def test_loading_through_another_class_is_refused(implicit_stream, tmp_path):
     path = tmp_path / "m.recinc"
     Popularity().fit(implicit_stream).save(path)
-    with pytest.raises(ModelFileError, match="holds a recinc_plugins.baselines:Popularity, not a "
-                                             "Random"):
+    with pytest.raises(ModelFileError, match=r"holds a recinc_plugins\.baselines:Popularity, not a "
+                                             r"Random"):
         Random.load(path)
 
 
@@ -141,7 +141,7 @@ def test_score_broadcasts_one_user_and_checks_lengths():
     model = Popularity().fit(pd.DataFrame({"user": [1, 2], "item": ["a", "a"]}))
     assert model.score(1, ["a", "a"]).tolist() == [2.0, 2.0]
     scores, cold = model.score([1, 99], ["a", "a"], return_cold=True)
-    assert cold.tolist() == [False, True]
+    assert cold.tolist() == [False, True] and scores.tolist() == [2.0, 2.0]
     with pytest.raises(ValueError, match="same length, got 2 users and 3 items"):
         model.score([1, 2], ["a", "a", "a"])
 

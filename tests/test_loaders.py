@@ -11,10 +11,10 @@ from recinc_plugins.data import (
     DatasetNotFoundError,
     list_datasets,
     load_dataset,
+    loaders,
     read_interactions_file,
     synthetic_stream,
 )
-from recinc_plugins.data import loaders
 
 
 def test_ml100k_loads_all_ratings(data_home):
@@ -86,7 +86,7 @@ def movielens_server():
     payload = archive.getvalue()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):
             if self.path.endswith("/ml-100k.zip"):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(payload)))
