@@ -1,0 +1,655 @@
+"""implicit's ALS, BPR and logistic MF, grown with new users and items and updated per step.
+
+implicit trains on a whole user x item matrix and has no way to add a user or an item to a
+trained model. These adapters own the growing matrix of everything learned so far and keep
+the wrapped model's factor matrices in step with the id maps:
+
+- :class:`ImplicitALS` re-solves the users and items a step touched, each against its full
+  history (``partial_fit_users`` / ``partial_fit_items``), with an optional warm-started full
+  refit every ``refit_every`` events.
+- :class:`ImplicitBPR` and :class:`ImplicitLMF` have no partial fit; their factor matrices
+  carry bias columns (BPR +1, LMF +2), grown with the values implicit's own initialisation
+  gives them, and training continues warm from the current factors for a few epochs per step.
+
+The wrapped model is ``adapter.model_`` (implicit's CPU class), usable with implicit's own API.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._optional import require
+from ..base import Batch, Capabilities, IncrementalRecommender
+
+__all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
+
+_CONFIDENCE = ("linear", "log", "binary")
+_UPDATE_ON = ("touched", "all")
+
+
+def _implicit() -> Any:
+    require("implicit", "implicit")
+    import implicit.cpu.als
+    import implicit.cpu.bpr
+    import implicit.cpu.lmf
+    import implicit.gpu
+
+    return implicit
+
+
+_THREADPOOLS: list[Any] = []
+
+
+def _blas_single_thread() -> Any:
+    """Keep BLAS single-threaded while implicit's own threads run (implicit warns otherwise)."""
+    if not _THREADPOOLS:
+        # scanning the loaded libraries costs milliseconds: do it once, not on every step
+        _THREADPOOLS.append(require("threadpoolctl", "implicit").ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
+
+
+def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < (0 if allow_zero else 1):
+        bound = ">= 0" if allow_zero else ">= 1"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+
+def _check_non_negative(name: str, value: Any, *, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value < 0 or (strict and value == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}, "
+                         f"got {value!r}")
+
+
+def _apply_confidence(csr: sp.csr_matrix, confidence: str, alpha: float) -> sp.csr_matrix:
+    """Event strengths to implicit's confidences, float32, same sparsity."""
+    if confidence == "linear":
+        data = 1.0 + alpha * csr.data
+    elif confidence == "log":
+        data = 1.0 + alpha * np.log1p(np.maximum(csr.data, 0.0))
+    else:
+        data = np.full_like(csr.data, 1.0 + alpha)
+    return sp.csr_matrix((data.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
+
+
+def _resized(csr: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:
+    """``csr`` with empty rows and columns appended up to ``shape`` (no copy of the entries)."""
+    if csr.shape == shape:
+        return csr
+    indptr = np.concatenate([csr.indptr, np.full(shape[0] - csr.shape[0], csr.indptr[-1],
+                                                 dtype=csr.indptr.dtype)])
+    return sp.csr_matrix((csr.data, csr.indices, indptr), shape=shape)
+
+
+def _zeros(n: int, d: int) -> np.ndarray:
+    return np.zeros((n, d), dtype=np.float32)
+
+
+def _grow_rows(factors: np.ndarray | None, n_rows: int, new_rows: Any) -> np.ndarray | None:
+    """``factors`` with rows appended up to ``n_rows`` (float32, C-contiguous)."""
+    if factors is None or factors.shape[0] >= n_rows:
+        return factors
+    extra = new_rows(n_rows - factors.shape[0], factors.shape[1]).astype(factors.dtype)
+    return np.ascontiguousarray(np.concatenate([factors, extra]))
+
+
+class _ImplicitMF(IncrementalRecommender):
+    """Shared machinery: the history matrix, growth, seeding, scoring by dot products."""
+
+    extra: ClassVar[str | None] = "implicit"
+    #: whether the item x user copy of the history is kept (ALS re-solves items from it)
+    _keeps_item_users: ClassVar[bool] = False
+
+    def _check_common(self) -> None:
+        _check_positive_int("factors", self.factors)
+        _check_positive_int("iterations", self.iterations)
+        _check_non_negative("regularization", self.regularization)
+        _check_positive_int("num_threads", self.num_threads, allow_zero=True)
+        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
+            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
+
+    def _init_model(self) -> None:
+        self.rng_ = np.random.default_rng(self.random_state)
+        self.user_items_ = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.item_users_ = (sp.csr_matrix((0, 0), dtype=np.float32)
+                            if self._keeps_item_users else None)
+        self.model_ = self._new_model()
+
+    @property
+    def is_trained(self) -> bool:
+        """True once the wrapped model has factors (after the first non-empty batch)."""
+        return getattr(self, "model_", None) is not None and self.model_.user_factors is not None
+
+    def _next_seed(self) -> int:
+        # a fresh seed per call: implicit re-seeds its samplers from random_state on every fit
+        return int(self.rng_.integers(2**31 - 1))
+
+    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return csr
+
+    def _matrix(self) -> sp.csr_matrix:
+        """Everything learned so far as implicit wants it: users x items, float32, confidences."""
+        return self._confidence(self.user_items_)
+
+    def _add_history(self, batch: Batch) -> None:
+        """Add a batch's strengths to the history (and its item x user copy, when kept).
+
+        Adding a small sparse matrix is one pass in C over the stored entries, with no sort:
+        much cheaper per step than rebuilding from coordinates.
+        """
+        shape = (self.n_users, self.n_items)
+        delta = sp.csr_matrix(
+            (batch.values.astype(np.float32), (batch.users, batch.items)), shape=shape
+        )
+        self.user_items_ = _resized(self.user_items_, shape) + delta
+        if self.item_users_ is not None:
+            self.item_users_ = _resized(self.item_users_, shape[::-1]) + delta.T.tocsr()
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        if not self.is_trained:
+            return
+        # items before users: implicit's solvers index item factors without bounds checks
+        self.model_.item_factors = _grow_rows(self.model_.item_factors, n_items, self._new_items)
+        self.model_.user_factors = _grow_rows(self.model_.user_factors, n_users, self._new_users)
+        self.model_._user_norms = self.model_._item_norms = None
+
+    def _new_users(self, n: int, d: int) -> np.ndarray:
+        return _zeros(n, d)
+
+    def _new_items(self, n: int, d: int) -> np.ndarray:
+        return _zeros(n, d)
+
+    def _fit(self, batch: Batch) -> None:
+        self._add_history(batch)
+        if len(batch):  # an empty fit leaves the model untrained: the next batch trains fully
+            self._train_full(warm=False)
+
+    def _partial_fit(self, batch: Batch) -> None:
+        self._add_history(batch)
+        if not self.is_trained:
+            self._train_full(warm=False)
+        else:
+            self._update(batch)
+
+    def _train_full(self, *, warm: bool) -> None:
+        """Fit the wrapped model on the whole history, from its current factors if ``warm``."""
+        model = self.model_
+        if not warm:
+            model.user_factors = model.item_factors = None
+        model.random_state = self._next_seed()
+        model.iterations = self.iterations
+        matrix = self._matrix()
+        with _blas_single_thread():
+            if getattr(self, "use_gpu", False):
+                self.model_ = self._fit_on_gpu(model, matrix)
+            else:
+                model.fit(matrix, show_progress=False)
+        self._events_at_refit = self.n_events_
+
+    def _fit_on_gpu(self, model: Any, matrix: sp.csr_matrix) -> Any:
+        gpu_model = model.to_gpu()
+        gpu_model.fit(matrix, show_progress=False)
+        cpu_model = gpu_model.to_cpu()
+        cpu_model.num_threads = model.num_threads
+        return cpu_model
+
+    def _check_gpu(self) -> None:
+        if not isinstance(self.use_gpu, (bool, np.bool_)):
+            raise ValueError(f"use_gpu must be True or False, got {self.use_gpu!r}")
+        if self.use_gpu and not _implicit().gpu.HAS_CUDA:
+            raise ValueError(
+                "use_gpu=True, but implicit has no CUDA support here (it needs a CUDA build of "
+                "implicit and the rmm package); use use_gpu=False"
+            )
+
+    def _update(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if not self.is_trained:
+            return np.zeros((users.size, self.n_items))
+        user_factors = self.model_.user_factors[users]
+        return (user_factors @ self.model_.item_factors.T).astype(np.float64)
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if not self.is_trained:
+            return np.zeros(users.size)
+        user_factors = self.model_.user_factors[users]
+        item_factors = self.model_.item_factors[items]
+        return np.einsum("ij,ij->i", user_factors, item_factors, dtype=np.float64)
+
+
+class ImplicitALS(_ImplicitMF):
+    """implicit's Alternating Least Squares, updated by re-solving the rows a step touched.
+
+    ``partial_fit`` grows the factor matrices (items before users; new rows start at zero, as
+    implicit's own ``partial_fit_users`` does), then re-solves every touched user against its
+    full history and every touched item against its full list of users, exactly (Cholesky),
+    with the other side fixed. Every ``refit_every`` events a full ALS run over the whole
+    history, warm-started from the current factors, refreshes the rest.
+
+    Parameters
+    ----------
+    factors
+        Latent dimension.
+    regularization
+        L2 regularisation of the least-squares solves.
+    alpha, confidence
+        How an event's strength ``w`` (its ``weight`` or ``rating``, summed over repeats)
+        becomes implicit's confidence: ``"linear"`` gives ``1 + alpha * w``, ``"log"`` gives
+        ``1 + alpha * log1p(w)``, ``"binary"`` gives ``1 + alpha`` whatever ``w``.
+    iterations
+        ALS sweeps of a full fit (the first batch, ``fit``, and each periodic refit).
+    refresh_passes
+        Rounds of (touched users, then touched items) re-solving per ``partial_fit``.
+    refit_every
+        Run a warm-started full refit once this many events have arrived since the last one;
+        None never refits (touched rows only).
+    use_gpu
+        Run full fits on implicit's CUDA implementation (needs a CUDA build of implicit); the
+        touched-row updates and scoring stay on the CPU model.
+    num_threads
+        Threads for implicit (0: all cores).
+    random_state
+        Seed for the initial factors and refits.
+
+    Attributes
+    ----------
+    model_
+        The wrapped ``implicit.cpu.als.AlternatingLeastSquares``; its ``user_factors`` and
+        ``item_factors`` rows are this adapter's user and item indices.
+    user_items_, item_users_
+        Users x items CSR matrix of summed event strengths (float32), and its transpose.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.adapters.implicit import ImplicitALS
+    >>> events = pd.DataFrame({"user": ["a", "a", "b", "b", "c"],
+    ...                        "item": ["x", "y", "x", "z", "y"]})
+    >>> model = ImplicitALS(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> model.partial_fit(pd.DataFrame({"user": ["d", "c"], "item": ["x", "w"]}))
+    ImplicitALS(factors=4, num_threads=1, random_state=0)
+    >>> model.model_.user_factors.shape, model.model_.item_factors.shape
+    ((4, 4), (4, 4))
+    >>> model.recommend(["d"], k=2).items.shape
+    (1, 2)
+    """
+
+    capabilities = Capabilities(explicit=False, implicit=True, update="touched")
+    _keeps_item_users = True
+
+    def __init__(
+        self,
+        factors: int = 16,
+        regularization: float = 30.0,
+        alpha: float = 1.0,
+        confidence: str = "binary",
+        iterations: int = 15,
+        refresh_passes: int = 1,
+        refit_every: int | None = None,
+        use_gpu: bool = False,
+        num_threads: int = 0,
+        random_state: int | None = None,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.confidence = confidence
+        self.iterations = iterations
+        self.refresh_passes = refresh_passes
+        self.refit_every = refit_every
+        self.use_gpu = use_gpu
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        self._check_common()
+        _check_non_negative("alpha", self.alpha)
+        if self.confidence not in _CONFIDENCE:
+            raise ValueError(f"confidence must be one of {_CONFIDENCE}, got {self.confidence!r}")
+        _check_positive_int("refresh_passes", self.refresh_passes)
+        if self.refit_every is not None:
+            _check_positive_int("refit_every", self.refit_every)
+        self._check_gpu()
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        with _blas_single_thread():
+            # alpha is applied by our confidence transform, so the model's own stays at 1
+            return implicit.cpu.als.AlternatingLeastSquares(
+                factors=self.factors, regularization=self.regularization, alpha=1.0,
+                iterations=self.iterations, num_threads=self.num_threads,
+                random_state=self.random_state,
+            )
+
+    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return _apply_confidence(csr, self.confidence, self.alpha)
+
+    def _update(self, batch: Batch) -> None:
+        if self.refit_every is not None and (
+            self.n_events_ - self._events_at_refit >= self.refit_every
+        ):
+            self._train_full(warm=True)
+            return
+        users = np.unique(batch.users)
+        items = np.unique(batch.items)
+        # confidences of the touched rows only: the whole matrix is not needed here
+        rows = self._confidence(self.user_items_[users])
+        item_users = self._confidence(self.item_users_[items])
+        with _blas_single_thread():
+            for _ in range(self.refresh_passes):
+                self.model_.partial_fit_users(users, rows)
+                self.model_.partial_fit_items(items, item_users)
+
+
+class _WarmStarted(_ImplicitMF):
+    """BPR and LMF: grow the biased factor matrices, then keep training from them."""
+
+    def _check_warm(self) -> None:
+        _check_positive_int("update_iterations", self.update_iterations)
+        if self.update_on not in _UPDATE_ON:
+            raise ValueError(f"update_on must be one of {_UPDATE_ON}, got {self.update_on!r}")
+        _check_non_negative("learning_rate", self.learning_rate, strict=True)
+
+    def _update(self, batch: Batch) -> None:
+        matrix = self._matrix()
+        if self.update_on == "touched":
+            keep = np.zeros(matrix.shape[0], dtype=np.float32)
+            keep[np.unique(batch.users)] = 1.0
+            matrix = sp.diags(keep, format="csr") @ matrix
+            matrix.eliminate_zeros()
+        self._train_warm(matrix)
+
+    def _train_warm(self, matrix: sp.csr_matrix) -> None:
+        model = self.model_
+        model.random_state = self._next_seed()
+        model.iterations = self.update_iterations
+        with _blas_single_thread():
+            model.fit(matrix, show_progress=False)
+        model.iterations = self.iterations
+
+
+class ImplicitBPR(_WarmStarted):
+    """implicit's Bayesian Personalised Ranking, grown and trained warm on each step.
+
+    implicit's BPR keeps the item bias in an extra last column of ``item_factors`` and a
+    constant 1.0 in the same column of ``user_factors``. New users get small random factors
+    (implicit's own ``(rand - 0.5) / factors``) and the 1.0 column; new items get small random
+    factors and a zero bias. ``partial_fit`` then continues SGD from the current factors for
+    ``update_iterations`` epochs over the touched users' histories (``update_on="touched"``)
+    or the whole history (``"all"``). BPR treats every stored entry as a positive: event
+    strengths (``weight``/``rating``) do not weight it.
+
+    Parameters
+    ----------
+    factors
+        Latent dimension (the factor matrices have one more column).
+    learning_rate, regularization
+        SGD step and L2 penalty.
+    iterations
+        Epochs of the first fit (and of ``fit``).
+    update_iterations
+        Epochs of warm-started training per ``partial_fit``.
+    update_on
+        ``"all"``: train on the whole history (BPR samples negatives from it, so this keeps
+        them representative); ``"touched"``: only the rows of users in the new events.
+    verify_negative_samples
+        Passed to implicit: resample negatives the user has liked.
+    use_gpu
+        Run fits on implicit's CUDA implementation (needs a CUDA build of implicit).
+    num_threads
+        Threads for implicit (0: all cores; more than one makes SGD non-deterministic).
+    random_state
+        Seed for initialisation, growth and sampling.
+
+    Attributes
+    ----------
+    model_
+        The wrapped ``implicit.cpu.bpr.BayesianPersonalizedRanking``.
+    user_items_
+        Users x items CSR matrix of summed event strengths (float32).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.adapters.implicit import ImplicitBPR
+    >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
+    >>> model = ImplicitBPR(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> _ = model.partial_fit(pd.DataFrame({"user": ["new"], "item": ["new-item"]}))
+    >>> model.model_.user_factors.shape, model.model_.item_factors.shape
+    ((4, 5), (4, 5))
+    >>> float(model.model_.user_factors[-1, -1])
+    1.0
+    """
+
+    capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+
+    def __init__(
+        self,
+        factors: int = 16,
+        learning_rate: float = 0.01,
+        regularization: float = 0.05,
+        iterations: int = 200,
+        update_iterations: int = 3,
+        update_on: str = "all",
+        verify_negative_samples: bool = True,
+        use_gpu: bool = False,
+        num_threads: int = 0,
+        random_state: int | None = None,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.update_iterations = update_iterations
+        self.update_on = update_on
+        self.verify_negative_samples = verify_negative_samples
+        self.use_gpu = use_gpu
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        self._check_common()
+        self._check_warm()
+        self._check_gpu()
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        return implicit.cpu.bpr.BayesianPersonalizedRanking(
+            factors=self.factors, learning_rate=self.learning_rate,
+            regularization=self.regularization, iterations=self.iterations,
+            num_threads=self.num_threads,
+            verify_negative_samples=bool(self.verify_negative_samples),
+            random_state=self.random_state,
+        )
+
+    def _new_users(self, n: int, d: int) -> np.ndarray:
+        rows = (self.rng_.random((n, d), dtype=np.float32) - 0.5) / self.factors
+        rows[:, -1] = 1.0
+        return rows
+
+    def _new_items(self, n: int, d: int) -> np.ndarray:
+        rows = (self.rng_.random((n, d), dtype=np.float32) - 0.5) / self.factors
+        rows[:, -1] = 0.0
+        return rows
+
+
+class ImplicitLMF(_WarmStarted):
+    """implicit's Logistic Matrix Factorisation, grown and trained warm on each step.
+
+    implicit's LMF appends two columns to both factor matrices: users hold ``[..., 1.0,
+    user bias]`` and items ``[..., item bias, 1.0]``, so a dot product adds both biases. New
+    users and items start as implicit's ``fit`` leaves rows without data: zero factors and
+    bias, and the constant 1.0 column. ``partial_fit`` continues training from the current
+    factors for ``update_iterations`` epochs. implicit's ``fit`` restarts its Adagrad
+    accumulators on every call, so the first epoch of every step would move each coordinate
+    by about ``learning_rate`` and undo much of what was learned. The adapter therefore runs
+    implicit's own epoch kernel (``implicit.cpu.lmf.lmf_update``, the loop inside ``fit``)
+    and keeps the accumulators across steps (``user_adagrad_`` / ``item_adagrad_``, grown
+    with zeros), so a step continues training where the last one stopped.
+
+    Parameters
+    ----------
+    factors
+        Latent dimension (the factor matrices have two more columns).
+    learning_rate, regularization
+        Adagrad step and L2 penalty.
+    alpha, confidence
+        Event strength to LMF's confidence weight ``c``: ``"linear"`` ``1 + alpha * w``,
+        ``"log"`` ``1 + alpha * log1p(w)``, ``"binary"`` ``1 + alpha``.
+    iterations
+        Epochs of the first fit (and of ``fit``).
+    update_iterations
+        Epochs of warm-started training per ``partial_fit``.
+    update_on
+        ``"all"`` (the whole history) or ``"touched"`` (rows of users in the new events).
+    neg_prop
+        Negative samples per positive.
+    num_threads
+        Threads for implicit (0: all cores).
+    random_state
+        Seed for initialisation, growth and sampling.
+
+    Attributes
+    ----------
+    model_
+        The wrapped ``implicit.cpu.lmf.LogisticMatrixFactorization``.
+    user_items_
+        Users x items CSR matrix of summed event strengths (float32).
+    user_adagrad_, item_adagrad_
+        Adagrad's sums of squared gradients, one row per user / item, kept across steps.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.adapters.implicit import ImplicitLMF
+    >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
+    >>> model = ImplicitLMF(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> _ = model.partial_fit(pd.DataFrame({"user": ["new"], "item": ["new-item"]}))
+    >>> model.model_.user_factors.shape, model.model_.item_factors.shape
+    ((4, 6), (4, 6))
+    """
+
+    capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+
+    def __init__(
+        self,
+        factors: int = 16,
+        learning_rate: float = 0.5,
+        regularization: float = 10.0,
+        alpha: float = 1.0,
+        confidence: str = "binary",
+        iterations: int = 30,
+        update_iterations: int = 2,
+        update_on: str = "all",
+        neg_prop: int = 30,
+        num_threads: int = 0,
+        random_state: int | None = None,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.alpha = alpha
+        self.confidence = confidence
+        self.iterations = iterations
+        self.update_iterations = update_iterations
+        self.update_on = update_on
+        self.neg_prop = neg_prop
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        self._check_common()
+        self._check_warm()
+        _check_non_negative("alpha", self.alpha)
+        if self.confidence not in _CONFIDENCE:
+            raise ValueError(f"confidence must be one of {_CONFIDENCE}, got {self.confidence!r}")
+        _check_positive_int("neg_prop", self.neg_prop)
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        return implicit.cpu.lmf.LogisticMatrixFactorization(
+            factors=self.factors, learning_rate=self.learning_rate,
+            regularization=self.regularization, iterations=self.iterations,
+            neg_prop=self.neg_prop, num_threads=self.num_threads,
+            random_state=self.random_state,
+        )
+
+    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return _apply_confidence(csr, self.confidence, self.alpha)
+
+    # implicit's fit zeroes the factors of rows without any data (the constant columns are
+    # set again after every epoch); a grown row has no data yet, so it starts the same way
+    def _new_users(self, n: int, d: int) -> np.ndarray:
+        rows = _zeros(n, d)
+        rows[:, -2] = 1.0
+        return rows
+
+    def _new_items(self, n: int, d: int) -> np.ndarray:
+        rows = _zeros(n, d)
+        rows[:, -1] = 1.0
+        return rows
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        super()._grow(n_users, n_items)
+        if self.is_trained:
+            self.user_adagrad_ = _grow_rows(self.user_adagrad_, n_users, _zeros)
+            self.item_adagrad_ = _grow_rows(self.item_adagrad_, n_items, _zeros)
+
+    def _train_full(self, *, warm: bool) -> None:
+        # implicit's own initialisation (LogisticMatrixFactorization.fit), then our epochs
+        matrix = self._matrix()
+        n_users, n_items = matrix.shape
+        d = self.factors + 2
+        if not warm:
+            init = np.random.default_rng(self._next_seed())
+            users = init.standard_normal((n_users, d)).astype(np.float32)
+            items = init.standard_normal((n_items, d)).astype(np.float32)
+            users[:, -2] = 1.0
+            items[:, -1] = 1.0
+            users[np.diff(matrix.indptr) == 0] = 0.0
+            items[np.bincount(matrix.indices, minlength=n_items) == 0] = 0.0
+            self.model_.user_factors, self.model_.item_factors = users, items
+            self.user_adagrad_ = np.zeros((n_users, d), dtype=np.float32)
+            self.item_adagrad_ = np.zeros((n_items, d), dtype=np.float32)
+        self._epochs(matrix, self.iterations)
+        self._events_at_refit = self.n_events_
+
+    def _train_warm(self, matrix: sp.csr_matrix) -> None:
+        self._epochs(matrix, self.update_iterations)
+
+    def _epochs(self, user_items: sp.csr_matrix, epochs: int) -> None:
+        """``epochs`` of LMF's alternating Adagrad updates, as in implicit's ``fit`` loop."""
+        if user_items.nnz == 0:
+            return
+        lmf = _implicit().cpu.lmf
+        user_items = user_items.astype(np.float32)
+        user_items.sort_indices()
+        item_users = user_items.T.tocsr()
+        item_users.sort_indices()
+        threads = self.num_threads or os.cpu_count() or 1
+        sampler = lmf.RNGVector(threads, user_items.nnz - 1,
+                                self.rng_.integers(0, 2**31, size=threads))
+        model = self.model_
+        users, items = model.user_factors, model.item_factors
+        lr, reg = float(self.learning_rate), float(self.regularization)
+        for _ in range(epochs):
+            lmf.lmf_update(sampler, self.user_adagrad_, users, items, user_items.indices,
+                           user_items.indptr, user_items.data, lr, reg, int(self.neg_prop),
+                           threads)
+            users[:, -2] = 1.0
+            lmf.lmf_update(sampler, self.item_adagrad_, items, users, item_users.indices,
+                           item_users.indptr, item_users.data, lr, reg, int(self.neg_prop),
+                           threads)
+            items[:, -1] = 1.0
+        model._user_norms = model._item_norms = None
+        model._check_fit_errors()
+
