@@ -1,1 +1,23 @@
-"""Evaluation harness: replay streams through models under one prequential protocol."""
+"""Evaluation harness: replay streams through models under one prequential protocol.
+
+>>> from recinc_plugins.evaluation import Stream, compare  # the two entry points
+"""
+
+from .comparison import CompareResult, compare
+from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
+from .prequential import ReplayConfig, ReplayRecord, replay
+from .stream import Stream
+
+__all__ = [
+    "CompareResult",
+    "ReplayConfig",
+    "ReplayRecord",
+    "Stream",
+    "compare",
+    "drift_points",
+    "event_metrics",
+    "paired_tests",
+    "rating_metrics",
+    "replay",
+    "window_curves",
+]

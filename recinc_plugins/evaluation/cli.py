@@ -1,13 +1,188 @@
-"""Arguments and runner for ``recinc compare`` (filled in by the harness)."""
+"""Arguments and runner for ``recinc compare``."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import os
+import sys
+from typing import Any
+
+__all__ = ["DEFAULT_BUDGET_S", "add_compare_arguments", "parse_params", "run_compare"]
+
+#: per-model time budget of the no-argument run, so that it always finishes quickly
+DEFAULT_BUDGET_S = 10.0
+_BASELINES = ("popularity", "decayed-popularity", "random")
+#: the no-argument run: models that replay the synthetic stream in a few seconds
+DEFAULT_MODELS = (*_BASELINES, "implicit-als", "lightfm", "river-baseline", "river-biasedmf",
+                  "surprise-baseline")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="synthetic", help="dataset name or path")
+    parser.add_argument("--data", default="synthetic",
+                        help="dataset name (see `recinc datasets`) or a CSV/Parquet/MovieLens "
+                             "path (default: the built-in synthetic stream)")
+    parser.add_argument("--data-home", default=None,
+                        help="folder holding named datasets (default: $RECINC_DATA_HOME)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated model names (see `recinc models`), or 'all' for "
+                             "every installed built-in model; default: the baselines and the "
+                             "installed fast models (" + ", ".join(DEFAULT_MODELS[3:]) + "), "
+                             f"each stopped after {DEFAULT_BUDGET_S:g} s")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
+                        help="a model parameter, e.g. --param decayed-popularity.half_life=500 "
+                             "(repeatable; values are Python literals or plain strings)")
+    parser.add_argument("--step", default="1000",
+                        help="events per step (1: every event), or a duration like 1D "
+                             "(default: 1000)")
+    parser.add_argument("--warmup", default="0",
+                        help="events (int), fraction (float < 1) or time learned before "
+                             "scoring (default: 0)")
+    parser.add_argument("--k", default="10", help="cut-off(s) K, e.g. 10 or 10,20 (default: 10)")
+    parser.add_argument("--target", choices=("auto", "ranking", "rating"), default="auto",
+                        help="what is scored (default: auto)")
+    parser.add_argument("--keep-seen", action="store_true",
+                        help="keep the items the user already had among the candidates")
+    parser.add_argument("--clip", default=None, metavar="LOW,HIGH",
+                        help="clip predicted ratings, e.g. 1,5")
+    parser.add_argument("--window", type=int, default=None,
+                        help="sliding-window size of the curves, in events")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="models replayed at once in worker processes (default: 1, or 2 "
+                             "for the no-argument run)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="stop (and report as failed) a model whose replay runs longer than "
+                             "this many seconds")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="save models and replay state here every --checkpoint-every steps")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="steps between checkpoints (default: only at the end)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoints in --checkpoint-dir")
+    parser.add_argument("--out", default=None,
+                        help="write summary.csv, summary.json, curves.csv, report.md and plots "
+                             "to this folder")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars; print only the summary table")
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_params(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``["model.key=value", ...]`` -> ``{model: {key: value}}``; values are Python literals
+    where they parse as one, else strings.
+
+    >>> parse_params(["decayed-popularity.half_life=500", "random.seed=3"],
+    ...              ["decayed-popularity", "random"])
+    {'decayed-popularity': {'half_life': 500}, 'random': {'seed': 3}}
+    """
+    params: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, eq, raw = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not eq or not dot or not name or not key:
+            raise ValueError(f"--param {item!r}: expected NAME.KEY=VALUE, e.g. "
+                             "decayed-popularity.half_life=500")
+        if name not in names:
+            raise ValueError(f"--param {item!r} names model {name!r}, which is not among the "
+                             f"compared models ({', '.join(names)})")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        params.setdefault(name, {})[key] = value
+    return params
+
+
+def _installed_models(only: tuple[str, ...] | None) -> tuple[list[str], list[str]]:
+    """The built-in models (of ``only``, if given) whose library is installed; and the others."""
+    from ..registry import list_models
+
+    table = list_models()
+    chosen, skipped = [], []
+    for row in table.itertuples():
+        if row.source != "built-in" or (only is not None and row.name not in only):
+            continue
+        if row.installed:
+            chosen.append(row.name)
+        else:
+            skipped.append(f"{row.name} (needs the {row.extra!r} extra)")
+    return chosen, skipped
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    raise NotImplementedError("the evaluation harness is being built (issue 3)")
+    from ..data import load_dataset
+    from ..registry import make
+    from .comparison import compare
+    from .report import format_summary, protocol_text
+    from .stream import Stream
+
+    default_run = args.models is None
+    if default_run or args.models.strip() == "all":
+        names, skipped = _installed_models(DEFAULT_MODELS if default_run else None)
+    else:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        skipped = []
+        if not names:
+            raise ValueError("--models is empty: give comma-separated model names")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--models names a model twice: {args.models}")
+    params = parse_params(args.param, names)
+    models = {}
+    for name in names:
+        try:
+            models[name] = make(name, **params.get(name, {}))
+        except ImportError as exc:
+            if args.models is not None and args.models.strip() != "all":
+                raise
+            skipped.append(f"{name} ({exc})")
+        except TypeError as exc:
+            raise ValueError(f"model {name!r}: {exc}") from exc
+    if args.data_home:
+        os.environ["RECINC_DATA_HOME"] = args.data_home
+    frame = load_dataset(args.data)
+    step = _number_or_text(args.step)
+    warmup = _number_or_text(args.warmup)
+    ks = tuple(int(x) for x in str(args.k).split(",") if x.strip())
+    clip = None
+    if args.clip:
+        low, _, high = args.clip.partition(",")
+        try:
+            clip = (float(low), float(high))
+        except ValueError:
+            raise ValueError(f"--clip {args.clip!r}: expected LOW,HIGH such as 1,5") from None
+    stream = Stream(frame, step=step, warmup=warmup)
+    jobs = args.jobs if args.jobs is not None else (min(2, os.cpu_count() or 1)
+                                                    if default_run else 1)
+    budget = args.budget if args.budget is not None else (DEFAULT_BUDGET_S if default_run
+                                                          else None)
+    if not args.quiet:
+        print(f"{args.data}: {stream!r}", file=sys.stderr)
+        if skipped:
+            print("not run: " + "; ".join(skipped), file=sys.stderr)
+    result = compare(models, stream, ks=ks, target=args.target,
+                     exclude_seen=not args.keep_seen, clip=clip, n_jobs=jobs,
+                     progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
+                     checkpoint_every=args.checkpoint_every, resume=args.resume,
+                     time_budget_s=budget)
+    if not args.quiet:
+        print(protocol_text(result))
+        print()
+    print(format_summary(result))
+    for name, tb in result.failures.items():
+        print(f"\n{name} failed: {tb.strip().splitlines()[-1]}", file=sys.stderr)
+    if args.out:
+        written = result.write(args.out, plots=not args.no_plots, window=args.window)
+        if not args.quiet:
+            print(f"\nwrote {', '.join(sorted(written))} to {args.out}", file=sys.stderr)
+    return 0 if len(result.failures) < len(models) else 1

@@ -1,0 +1,436 @@
+"""compare(): replay one stream through several models, in parallel processes, and summarise."""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..base import IncrementalRecommender
+from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
+from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay
+from .stream import Stream
+
+__all__ = ["CompareResult", "compare"]
+
+_TARGETS = ("auto", "ranking", "rating")
+_RANKING_METRICS = ("recall", "precision", "f1", "ndcg", "mrr")
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare` returns: one record per model that finished, and the failures.
+
+    Attributes
+    ----------
+    stream : Stream
+        The replayed stream.
+    config : ReplayConfig
+        The protocol every model was replayed under.
+    records : dict
+        Model name -> :class:`~recinc_plugins.evaluation.ReplayRecord` (per-event ranks
+        and predictions, per-step costs), for the models that finished.
+    failures : dict
+        Model name -> the traceback of the error that stopped it.
+    summary : pandas.DataFrame
+        One row per model (failed ones too, with ``status="failed"``).
+    """
+
+    stream: Stream
+    config: ReplayConfig
+    records: dict[str, ReplayRecord]
+    failures: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.summary = self._summary()
+        self._drift: pd.DataFrame | bool | None = False
+
+    @property
+    def k(self) -> int:
+        """The first (headline) K."""
+        return self.config.ks[0]
+
+    # -- per-event outcomes ------------------------------------------------------------------
+
+    def hits(self, k: int | None = None) -> dict[str, np.ndarray]:
+        """Model -> per-event hit@K (bool) on the scored events, in stream order."""
+        k = self.k if k is None else k
+        return {name: rec.rank < k for name, rec in self.records.items()}
+
+    def events(self) -> pd.DataFrame:
+        """Tidy per-event outcomes: one row per model and scored event."""
+        stream = self.stream
+        off = stream.n_warmup
+        frames = []
+        for name, rec in self.records.items():
+            data = {
+                "model": name,
+                "position": np.arange(off, len(stream)),
+                "user": stream.user_ids[stream.users[off:]],
+                "item": stream.item_ids[stream.items[off:]],
+                "rank": rec.rank,
+                f"hit@{self.k}": rec.rank < self.k,
+                "cold_user": stream.cold_user,
+                "cold_item": stream.cold_item,
+            }
+            if stream.has_ratings:
+                data["rating"] = stream.ratings[off:]
+                data["pred"] = rec.pred
+            frames.append(pd.DataFrame(data))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def _summary(self) -> pd.DataFrame:
+        rows = []
+        for name in self.order:
+            if name in self.failures:
+                error = self.failures[name].strip().splitlines()
+                rows.append({"model": name, "status": "failed",
+                             "error": error[-1] if error else "failed"})
+                continue
+            rows.append(self._summary_row(name, self.records[name]))
+        summary = pd.DataFrame(rows)
+        if "error" in summary.columns:
+            summary = summary[[c for c in summary.columns if c != "error"] + ["error"]]
+        return summary
+
+    def _summary_row(self, name: str, rec: ReplayRecord) -> dict[str, Any]:
+        stream, config = self.stream, self.config
+        n = stream.n_scored
+        row: dict[str, Any] = {"model": name, "status": "ok", "events": n}
+        k0 = self.k
+        if config.ranking:
+            for k in config.ks:
+                metrics = event_metrics(rec.rank, k)
+                for metric in _RANKING_METRICS:
+                    row[f"{metric}@{k}"] = float(metrics[metric].mean())
+                r = config.ks.index(k)
+                row[f"coverage@{k}"] = float(rec.recommended[r].sum() / max(stream.n_items, 1))
+            hit = rec.rank < k0
+            warm = ~stream.cold_user & ~stream.cold_item
+            row["warm_events"] = int(warm.sum())
+            row[f"warm_recall@{k0}"] = _mean(hit[warm])
+            row["cold_user_events"] = int(stream.cold_user.sum())
+            row[f"cold_user_recall@{k0}"] = _mean(hit[stream.cold_user])
+            row["cold_item_events"] = int(stream.cold_item.sum())
+            if config.exclude_seen:
+                row["repeat_events"] = int(stream.repeat.sum())
+        if stream.has_ratings:
+            off = stream.n_warmup
+            row.update(rating_metrics(rec.pred, stream.ratings[off:]))
+        else:
+            row.update({"rmse": float("nan"), "mae": float("nan"), "rated_events": 0})
+        per_user = rec.score_s[rec.scored_users > 0] / rec.scored_users[rec.scored_users > 0]
+        p50, p95, p99 = (np.percentile(per_user, [50, 95, 99]) * 1e3 if per_user.size
+                         else (float("nan"),) * 3)
+        update_s = float(rec.update_s.sum())
+        row.update({
+            "fit_s": rec.fit_s,
+            "update_s": update_s,
+            "update_us_per_event": update_s / n * 1e6,
+            "score_s": float(rec.score_s.sum()),
+            "rec_p50_ms": float(p50), "rec_p95_ms": float(p95), "rec_p99_ms": float(p99),
+            "wall_s": rec.wall_s,
+            "cpu_s": float(rec.extra.get("cpu_s", float("nan"))),
+            "events_per_s": n / rec.wall_s if rec.wall_s > 0 else float("nan"),
+            "peak_mem_mb": rec.peak_mem_mb,
+            "model_mb": rec.model_mb,
+        })
+        return row
+
+    # -- over time ---------------------------------------------------------------------------
+
+    def curves(self, window: int | None = None, n_points: int = 200) -> pd.DataFrame:
+        """Cumulative and sliding-window curves of every metric, for every model.
+
+        ``window`` is in scored events (default: a twentieth of the stream, at least 100).
+        Columns: ``model, metric, event, cumulative, window``.
+        """
+        n = self.stream.n_scored
+        window = window or max(100, n // 20)
+        values: dict[str, dict[str, np.ndarray]] = {}
+        off = self.stream.n_warmup
+        for name, rec in self.records.items():
+            per: dict[str, np.ndarray] = {}
+            if self.config.ranking:
+                for k in self.config.ks:
+                    for metric, v in event_metrics(rec.rank, k).items():
+                        per[f"{metric}@{k}"] = v
+            if self.stream.has_ratings and not np.isnan(rec.pred).all():
+                err = rec.pred - self.stream.ratings[off:]
+                with np.errstate(over="ignore"):  # a diverging model's errors overflow to inf
+                    per["abs_error"] = np.abs(err)
+                    per["squared_error"] = err ** 2
+            values[name] = per
+        return window_curves(values, window, n_points)
+
+    def paired(self, k: int | None = None, **kwargs: Any) -> pd.DataFrame:
+        """Paired tests between every two models on hit@K (see
+        :func:`~recinc_plugins.evaluation.paired_tests`)."""
+        if not self.config.ranking:
+            return paired_tests({})
+        return paired_tests(self.hits(k), **kwargs)
+
+    @property
+    def drift(self) -> pd.DataFrame | None:
+        """ADWIN drift points on each model's hit@K stream; None without River installed."""
+        if self._drift is False:
+            self._drift = drift_points(self.hits()) if self.config.ranking else None
+        return self._drift
+
+    # -- output ------------------------------------------------------------------------------
+
+    def write(self, folder: str | Path, *, plots: bool = True,
+              window: int | None = None) -> dict[str, Path]:
+        """Write ``summary.csv``, ``summary.json``, ``curves.csv``, ``paired.csv``,
+        ``drift.csv``, ``report.md`` and PNG plots (``window``: of the curves, in events)."""
+        from .report import write_report
+
+        return write_report(self, Path(folder), plots=plots, window=window)
+
+    def __repr__(self) -> str:
+        return (f"CompareResult({len(self.records)} models finished, {len(self.failures)} "
+                f"failed, {self.stream!r})")
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def _as_models(models: Any) -> dict[str, IncrementalRecommender]:
+    if isinstance(models, IncrementalRecommender):
+        models = {type(models).__name__: models}
+    elif not isinstance(models, Mapping):
+        models = list(models)
+        names = [type(m).__name__ for m in models]
+        models = {(f"{n}-{i}" if names.count(n) > 1 else n): m
+                  for i, (n, m) in enumerate(zip(names, models, strict=True))}
+    if not models:
+        raise ValueError("compare needs at least one model")
+    for name, model in models.items():
+        if not isinstance(model, IncrementalRecommender):
+            raise TypeError(f"model {name!r} is a {type(model).__name__}, not an "
+                            "IncrementalRecommender")
+    return dict(models)
+
+
+def _config(stream: Stream, k: int, ks: Any, target: str, exclude_seen: bool,
+            clip: Any, **kwargs: Any) -> ReplayConfig:
+    if ks is None:
+        ks = (k,)
+    if isinstance(ks, (int, np.integer)):
+        ks = (ks,)
+    ks = tuple(int(x) for x in ks)
+    if not ks or any(x < 1 for x in ks):
+        raise ValueError(f"k/ks must be positive integers, got {ks}")
+    if target not in _TARGETS:
+        raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
+    if target == "rating" and not stream.has_ratings:
+        raise ValueError("target='rating' needs ratings, but the stream has no 'rating' column")
+    if clip is not None:
+        clip = (float(clip[0]), float(clip[1]))
+        if not clip[0] < clip[1]:
+            raise ValueError(f"clip must be (low, high) with low < high, got {clip}")
+    rating = {"auto": "auto", "ranking": "never", "rating": "always"}[target]
+    return ReplayConfig(ks=ks, exclude_seen=bool(exclude_seen), ranking=target != "rating",
+                        rating=rating, clip=clip, **kwargs)
+
+
+def _worker(conn: Any, name: str, model: IncrementalRecommender, stream: Stream,
+            config: ReplayConfig) -> None:
+    try:
+        record = replay(name, model, stream, config)
+    except BaseException:
+        conn.send(("failed", traceback.format_exc()))
+    else:
+        conn.send(("ok", record))
+    finally:
+        conn.close()
+
+
+# libraries whose thread pools (OpenMP, torch's) do not survive a plain fork
+_FORK_UNSAFE = ("torch", "implicit", "lightfm", "sklearn")
+
+
+def _default_context() -> str:
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    # a plain fork starts at once and needs no main-module guard, but a child of a process
+    # that has started OpenMP or torch threads can hang; forkserver children fork from a clean
+    # server instead (and, like spawn, need `if __name__ == "__main__":` in scripts)
+    if any(name in sys.modules for name in _FORK_UNSAFE):
+        return "forkserver"
+    return "fork"
+
+
+def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
+                  config: ReplayConfig, n_jobs: int, context: str | None
+                  ) -> tuple[dict[str, ReplayRecord], dict[str, str]]:
+    ctx = multiprocessing.get_context(context or _default_context())
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["numpy", "pandas", "recinc_plugins.evaluation"])
+    queue = list(models.items())
+    running: dict[Any, tuple[str, Any, float]] = {}
+    # a step can run long past a soft budget check: the worker is stopped a little later
+    hard = None if config.time_budget_s is None else 1.2 * config.time_budget_s + 2.0
+    records: dict[str, ReplayRecord] = {}
+    failures: dict[str, str] = {}
+    position = 0
+    while queue or running:
+        while queue and len(running) < n_jobs:
+            name, model = queue.pop(0)
+            recv, send = ctx.Pipe(duplex=False)
+            cfg = ReplayConfig(**{**config.__dict__, "progress_position": position})
+            proc = ctx.Process(target=_worker, args=(send, name, model, stream, cfg),
+                               name=f"recinc-compare-{name}", daemon=True)
+            proc.start()
+            send.close()
+            running[recv] = (name, proc, time.monotonic())
+            position += 1
+        timeout = None
+        if hard is not None:
+            timeout = max(0.0, min(t + hard for _, _, t in running.values()) - time.monotonic())
+        ready = wait(list(running), timeout=timeout)
+        if not ready and hard is not None:
+            for conn, (name, proc, started) in list(running.items()):
+                if time.monotonic() - started >= hard:
+                    proc.kill()
+                    proc.join()
+                    failures[name] = (f"TimeoutError: model {name!r} went over its time budget "
+                                      f"of {config.time_budget_s:g} s (worker stopped)")
+                    del running[conn]
+                    conn.close()
+            continue
+        for conn in ready:
+            name, proc, _ = running.pop(conn)
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError):
+                proc.join()
+                failures[name] = (f"worker process for {name!r} died without a result "
+                                  f"(exit code {proc.exitcode})")
+            else:
+                proc.join()
+                if status == "ok":
+                    records[name] = payload
+                else:
+                    failures[name] = payload
+            conn.close()
+    return records, failures
+
+
+def compare(
+    models: Mapping[str, IncrementalRecommender] | Any,
+    stream: Stream | pd.DataFrame,
+    *,
+    k: int = 10,
+    ks: Any = None,
+    target: str = "auto",
+    exclude_seen: bool = True,
+    clip: tuple[float, float] | None = None,
+    n_jobs: int = 1,
+    progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    time_budget_s: float | None = None,
+    mp_context: str | None = None,
+) -> CompareResult:
+    """Replay ``stream`` through every model, test-then-learn, and summarise.
+
+    Every model starts from scratch (a copy is trained; the models passed in are untouched),
+    learns the warm-up with ``fit``, then for each step is scored on the step's events and
+    given them with ``partial_fit``. See ``docs/protocol.md`` for what exactly is counted.
+
+    Parameters
+    ----------
+    models
+        ``{name: model}`` (or a list of models, named after their classes).
+    stream
+        A :class:`Stream` (or an interactions frame, replayed with ``Stream``'s defaults).
+    k, ks
+        The cut-off for the ranking metrics, or several (``ks=(10, 20)``); the first is the
+        headline one (cold-start splits, paired tests, drift).
+    target
+        ``"auto"``: rank every event, and predict its rating with models whose scores are
+        ratings (``_predicts_ratings()``) when the stream has ratings. ``"ranking"``: ranks
+        only. ``"rating"``: predicted ratings from every model, no ranking.
+    exclude_seen
+        Leave the items the user had before the step out of the candidates.
+    clip
+        ``(low, high)``: clip predicted ratings to the rating scale.
+    n_jobs
+        Models replayed at once, each in its own worker process (1: in this process). A model
+        that raises, or whose worker dies, is reported in ``failures``; the others finish.
+    progress
+        Show a progress bar per model (events/s included).
+    checkpoint_dir, checkpoint_every, resume
+        Save each model and its replay state every ``checkpoint_every`` steps (and at the end)
+        under ``checkpoint_dir``; with ``resume=True`` a model with a checkpoint there carries
+        on from it instead of starting over.
+    time_budget_s
+        Stop a model whose replay runs longer than this (it is reported as failed).
+    mp_context
+        The multiprocessing start method for ``n_jobs > 1`` (default: forkserver on Linux,
+        spawn elsewhere).
+
+    Examples
+    --------
+    >>> from recinc_plugins.baselines import Popularity, Random
+    >>> from recinc_plugins.data import synthetic_stream
+    >>> from recinc_plugins.evaluation import Stream, compare
+    >>> stream = Stream(synthetic_stream(n_events=2000, n_users=100, n_items=200, seed=3),
+    ...                 step=100, warmup=200)
+    >>> res = compare({"pop": Popularity(), "random": Random(seed=0)}, stream, k=10)
+    >>> res.summary[["model", "events", "recall@10"]].round(3)
+        model  events  recall@10
+    0     pop    1800      0.116
+    1  random    1800      0.098
+    """
+    if isinstance(stream, pd.DataFrame):
+        stream = Stream(stream)
+    if not isinstance(stream, Stream):
+        raise TypeError(f"stream must be a Stream or an interactions DataFrame, got "
+                        f"{type(stream).__name__}")
+    models = _as_models(models)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    if n_jobs < 0:
+        n_jobs = max(1, (multiprocessing.cpu_count() or 1) + 1 + n_jobs)
+    if checkpoint_every and not checkpoint_dir:
+        raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
+    if checkpoint_dir and checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
+    config = _config(stream, k, ks, target, exclude_seen, clip,
+                     checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                     checkpoint_every=int(checkpoint_every), resume=bool(resume),
+                     progress=bool(progress), time_budget_s=time_budget_s)
+    order = list(models)
+    if config.checkpoint_dir and config.resume:
+        for name in order:  # refuse a wrong checkpoint before any work starts
+            read_checkpoint(name, stream, config)
+    if n_jobs == 1 or len(models) == 1:
+        records, failures = {}, {}
+        for name, model in models.items():
+            try:
+                records[name] = replay(name, copy.deepcopy(model), stream, config)
+            except Exception:
+                failures[name] = traceback.format_exc()
+    else:
+        records, failures = _run_parallel(models, stream, config, min(n_jobs, len(models)),
+                                          mp_context)
+    records = {name: records[name] for name in order if name in records}
+    return CompareResult(stream=stream, config=config, records=records, failures=failures,
+                         order=order)

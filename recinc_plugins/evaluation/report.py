@@ -1,0 +1,235 @@
+"""Reports of a comparison: CSV, JSON, Markdown and PNG plots in one folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from .._optional import extra_installed
+
+if TYPE_CHECKING:
+    from .comparison import CompareResult
+
+__all__ = ["format_summary", "protocol_text", "write_report"]
+
+
+def protocol_text(result: CompareResult) -> str:
+    """One paragraph saying exactly how the comparison was run."""
+    stream, config = result.stream, result.config
+    step = stream.step
+    step_text = (f"{step} event(s) per step" if isinstance(step, (int, np.integer))
+                 else f"one step per {step} window")
+    parts = [
+        f"{len(stream):,} events ({stream.n_users:,} users, {stream.n_items:,} items) replayed "
+        f"in timestamp order (stable on ties), {step_text} ({stream.n_steps:,} steps)",
+        f"warm-up: first {stream.n_warmup:,} events learned with fit, not scored",
+        "each step scored before it is learned (test-then-learn)",
+    ]
+    if config.ranking:
+        parts.append(
+            "ranking target: the event's item among all items seen before the step"
+            + (", items the user had before the step excluded" if config.exclude_seen else "")
+            + f"; K = {', '.join(map(str, config.ks))}; never-seen items are misses; unknown "
+            "users are answered by the model's cold-start fallback")
+    if stream.has_ratings and config.rating != "never":
+        clip = (f", clipped to [{config.clip[0]:g}, {config.clip[1]:g}]" if config.clip
+                else "")
+        parts.append("rating target: predicted rating before learning" + clip
+                     + (" (every model)" if config.rating == "always"
+                        else " (models whose scores are ratings)"))
+    return "; ".join(parts) + "."
+
+
+def format_summary(result: CompareResult, columns: list[str] | None = None,
+                   tablefmt: str = "simple") -> str:
+    """The summary table as text (the columns that matter most by default)."""
+    summary = result.summary
+    if columns is None:
+        k = result.k
+        wanted = ["model", "status", "events", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}",
+                  f"coverage@{k}", f"cold_user_recall@{k}", "rmse", "mae",
+                  "update_us_per_event", "rec_p95_ms", "events_per_s", "peak_mem_mb"]
+        columns = [c for c in wanted if c in summary.columns]
+        if "rmse" in columns and summary["rmse"].isna().all():
+            columns = [c for c in columns if c not in ("rmse", "mae")]
+    table = summary[columns].astype(object)
+    table = table.where(table.notna(), None)
+    return tabulate(table, headers="keys", tablefmt=tablefmt, showindex=False,
+                    floatfmt=".4g", missingval="-")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if frame is None:
+        return []
+    return [_jsonable(row) for row in frame.to_dict(orient="records")]
+
+
+def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
+                 window: int | None = None) -> dict[str, Path]:
+    """Write the comparison to ``folder``; return the paths written by kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    summary = result.summary
+    summary.to_csv(folder / "summary.csv", index=False)
+    written["summary.csv"] = folder / "summary.csv"
+    curves = result.curves(window=window)
+    curves.to_csv(folder / "curves.csv", index=False)
+    written["curves.csv"] = folder / "curves.csv"
+    paired = result.paired()
+    paired.to_csv(folder / "paired.csv", index=False)
+    written["paired.csv"] = folder / "paired.csv"
+    drift = result.drift
+    if drift is not None:
+        drift.to_csv(folder / "drift.csv", index=False)
+        written["drift.csv"] = folder / "drift.csv"
+    payload = {
+        "protocol": protocol_text(result),
+        "config": _jsonable({k: v for k, v in result.config.__dict__.items()
+                             if k not in ("progress", "progress_position")}),
+        "stream": {"events": len(result.stream), "users": result.stream.n_users,
+                   "items": result.stream.n_items, "warmup": result.stream.n_warmup,
+                   "steps": result.stream.n_steps, "step": str(result.stream.step),
+                   "fingerprint": result.stream.fingerprint},
+        "models": _records(summary),
+        "paired": _records(paired),
+        "drift": None if drift is None else _records(drift),
+        "failures": result.failures,
+    }
+    with open(folder / "summary.json", "w") as fh:
+        json.dump(payload, fh, indent=2)
+    written["summary.json"] = folder / "summary.json"
+    images: list[str] = []
+    if plots and extra_installed("plot") and result.records:
+        images = _plots(result, curves, folder)
+        written.update({name: folder / name for name in images})
+    with open(folder / "report.md", "w") as fh:
+        fh.write(_markdown(result, paired, drift, images, plots))
+    written["report.md"] = folder / "report.md"
+    return written
+
+
+def _markdown(result: CompareResult, paired: pd.DataFrame, drift: pd.DataFrame | None,
+              images: list[str], plots: bool) -> str:
+    k = result.k
+    lines = ["# Model comparison", "", protocol_text(result), "",
+             "## Summary", "", format_summary(result, tablefmt="github"), ""]
+    summary = result.summary
+    cold_cols = [c for c in ("model", "warm_events", f"warm_recall@{k}", "cold_user_events",
+                             f"cold_user_recall@{k}", "cold_item_events", "repeat_events")
+                 if c in summary.columns]
+    if len(cold_cols) > 1:
+        lines += ["## Warm and cold events", "",
+                  "Cold-item events (item never seen before the step) are always misses; "
+                  "cold-user events are ranked by the model's cold-start fallback.", "",
+                  format_summary(result, cold_cols, "github"), ""]
+    cost_cols = [c for c in ("model", "fit_s", "update_s", "update_us_per_event", "score_s",
+                             "rec_p50_ms", "rec_p95_ms", "rec_p99_ms", "events_per_s",
+                             "wall_s", "cpu_s", "peak_mem_mb", "model_mb") if c in summary.columns]
+    lines += ["## Cost", "",
+              "`rec_p*_ms`: the model's scoring time per scored user, per step. "
+              "`peak_mem_mb`: growth of the process's resident memory during the replay. "
+              "`model_mb`: the pickled model.", "",
+              format_summary(result, cost_cols, "github"), ""]
+    if len(paired):
+        lines += [f"## Paired tests (hit@{k}, same events)", "",
+                  "McNemar's exact test on the events where exactly one model hits; "
+                  "95% bootstrap interval on the difference in recall.", "",
+                  tabulate(paired, headers="keys", tablefmt="github", showindex=False,
+                           floatfmt=".4g"), ""]
+    lines += ["## Drift", ""]
+    if drift is None:
+        lines += ["River is not installed (`pip install 'recinc-plugins[river]'`): no drift "
+                  "detection.", ""]
+    elif len(drift) == 0:
+        lines += [f"ADWIN flagged no change in any model's hit@{k} rate.", ""]
+    else:
+        counts = drift.groupby("model", sort=False)["event"].apply(
+            lambda e: ", ".join(str(int(x)) for x in e))
+        lines += [f"Scored-event positions where ADWIN flagged a change in hit@{k}:", ""]
+        lines += [f"- {model}: {events}" for model, events in counts.items()] + [""]
+    if images:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in images] + [""]
+    elif plots and not extra_installed("plot"):
+        lines += ["(matplotlib is not installed: no plots.)", ""]
+    if result.failures:
+        lines += ["## Failures", ""]
+        for name, tb in result.failures.items():
+            lines += [f"### {name}", "", "```", tb.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _plots(result: CompareResult, curves: pd.DataFrame, folder: Path) -> list[str]:
+    from matplotlib.figure import Figure
+
+    names = []
+    k = result.k
+    metrics = [m for m in (f"recall@{k}", f"ndcg@{k}", "abs_error") if m in
+               set(curves["metric"])]
+    if metrics:
+        fig = Figure(figsize=(7, 2.6 * len(metrics)), layout="constrained")
+        axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+        colours: dict[str, str] = {}
+        for ax, metric in zip(axes, metrics, strict=True):
+            part = curves[curves["metric"] == metric]
+            for model, rows in part.groupby("model", sort=False):
+                line, = ax.plot(rows["event"], rows["window"], label=f"{model}",
+                                color=colours.get(model))
+                colours[model] = line.get_color()
+                ax.plot(rows["event"], rows["cumulative"], color=line.get_color(),
+                        linestyle=":", linewidth=1)
+            label = "MAE" if metric == "abs_error" else metric
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        drift = result.drift
+        if drift is not None and len(drift):
+            for model, pos in zip(drift["model"], drift["event"], strict=True):
+                axes[0].axvline(pos + 1, color=colours.get(model, "grey"), alpha=0.35,
+                                linewidth=0.8, linestyle="--")
+        axes[-1].set_xlabel("scored events")
+        axes[0].legend(fontsize="small", loc="best")
+        axes[0].set_title("sliding window (solid), cumulative (dotted), drift points (dashed)",
+                          fontsize="medium")
+        fig.savefig(folder / "metrics_over_time.png", dpi=110)
+        names.append("metrics_over_time.png")
+    summary = result.summary[result.summary["status"] == "ok"]
+    cost = [("update_us_per_event", "update time per event (us)"),
+            ("events_per_s", "events/s (whole replay)"),
+            ("rec_p95_ms", "scoring p95 per user (ms)")]
+    fig = Figure(figsize=(3.2 * len(cost), 0.45 * len(summary) + 1.6), layout="constrained")
+    axes = fig.subplots(1, len(cost), squeeze=False)[0]
+    for ax, (column, title) in zip(axes, cost, strict=True):
+        values = summary[column].to_numpy(dtype=np.float64)
+        ax.barh(summary["model"], values)
+        ax.set_title(title, fontsize="medium")
+        positive = values[np.isfinite(values) & (values > 0)]
+        if positive.size and positive.max() / positive.min() > 100:
+            ax.set_xscale("log")  # models differ by orders of magnitude: keep all readable
+        for y, value in enumerate(values):
+            if np.isfinite(value):
+                ax.text(value, y, f" {value:.3g}", va="center", fontsize="small")
+        ax.margins(x=0.25)
+        ax.invert_yaxis()
+        ax.grid(alpha=0.3, axis="x")
+    fig.savefig(folder / "cost.png", dpi=110)
+    names.append("cost.png")
+    return names
