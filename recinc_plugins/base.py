@@ -411,13 +411,11 @@ class IncrementalRecommender(abc.ABC):
             out[known] = self._fallback_scores(1)[0][items[known]]
         return out
 
-    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
-        """One score per ``(user, item)`` pair: a predicted rating for explicit models.
-
-        ``users`` may be a single id, broadcast to every item. Pairs with an unknown user or
-        item get the cold-start fallback (the global mean for rating models, item popularity
-        otherwise); ``return_cold=True`` also returns a boolean array flagging them.
-        """
+    def _lookup_pairs(
+        self, users: Any, items: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(user_ids, item_ids, user_indices, item_indices)`` for ``score``'s pairs, a single
+        user broadcast to every item; indices are -1 for unknown ids."""
         self._ensure_state()
         user_ids = _as_id_array(users)
         item_ids = _as_id_array(items)
@@ -428,8 +426,17 @@ class IncrementalRecommender(abc.ABC):
                 f"users and items must have the same length, got {user_ids.size} users and "
                 f"{item_ids.size} items"
             )
-        u = self.user_index_.lookup(user_ids)
-        i = self.item_index_.lookup(item_ids)
+        return user_ids, item_ids, self.user_index_.lookup(user_ids), self.item_index_.lookup(
+            item_ids)
+
+    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
+        """One score per ``(user, item)`` pair: a predicted rating for explicit models.
+
+        ``users`` may be a single id, broadcast to every item. Pairs with an unknown user or
+        item get the cold-start fallback (the global mean for rating models, item popularity
+        otherwise); ``return_cold=True`` also returns a boolean array flagging them.
+        """
+        _, _, u, i = self._lookup_pairs(users, items)
         cold = (u < 0) | (i < 0)
         out = np.empty(u.size, dtype=np.float64)
         if (~cold).any():

@@ -17,7 +17,6 @@ import numpy as np
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
-from ..ids import _as_id_array
 
 __all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
 
@@ -254,19 +253,8 @@ class RiverRanker(IncrementalRecommender):
         ``return_cold=True`` also returns a boolean array flagging pairs with an id the model
         has not learned.
         """
-        self._ensure_state()
+        user_ids, item_ids, u, i = self._lookup_pairs(users, items)
         self._sync_size()  # ids added to the index from outside get their rows first
-        user_ids = _as_id_array(users)
-        item_ids = _as_id_array(items)
-        if user_ids.size == 1 and item_ids.size != 1:
-            user_ids = np.repeat(user_ids, item_ids.size)
-        if user_ids.size != item_ids.size:
-            raise ValueError(
-                f"users and items must have the same length, got {user_ids.size} users and "
-                f"{item_ids.size} items"
-            )
-        u = self.user_index_.lookup(user_ids)
-        i = self.item_index_.lookup(item_ids)
         cold = (u < 0) | (i < 0)
         cold[~cold] = ~(self.user_learned_[u[~cold]] & self.item_learned_[i[~cold]])
         out = np.empty(u.size, dtype=np.float64)
