@@ -261,6 +261,7 @@ class IncrementalRecommender(abc.ABC):
         return len(self.item_index_) if hasattr(self, "item_index_") else 0
 
     def _reset(self) -> None:
+        self._check_params()  # first: a bad parameter must leave no half-built state
         self.user_index_ = IdIndex()
         self.item_index_ = IdIndex()
         self.seen_ = GrowingCSR(0, 0, combine="sum", dtype=np.float32)
@@ -269,7 +270,6 @@ class IncrementalRecommender(abc.ABC):
         self.rating_sum_ = 0.0
         self.n_ratings_ = 0
         self._grown = (0, 0)
-        self._check_params()
         self._init_model()
 
     def _ensure_state(self) -> None:
@@ -347,18 +347,42 @@ class IncrementalRecommender(abc.ABC):
         ``timestamp``.
         """
         frame = self._validate(interactions)
-        self._reset()
-        batch = self._encode(frame)
-        self._check_batch(batch)
-        self._ingest(batch)
-        self._fit(batch)
+        previous = dict(self.__dict__)
+        try:
+            self._reset()
+            batch = self._encode(frame)
+            self._check_batch(batch)
+            self._ingest(batch)
+            if len(batch):
+                self._fit(batch)
+        except BaseException:
+            # a failed fit leaves the model as it was: _reset builds new state objects, so the
+            # old ones are untouched
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
         return self
 
     def partial_fit(self: Self, interactions: Any) -> Self:
-        """Learn new events, adding any new users and items; earlier learning is kept."""
+        """Learn new events, adding any new users and items; earlier learning is kept.
+
+        A batch the model refuses (say, no timestamps for a time-based model) raises before
+        anything changes. An error inside the wrapped library's update can leave that update
+        half-applied; refit with ``fit`` if that happens.
+        """
         frame = self._validate(interactions)
         self._ensure_state()
-        self._partial_fit_encoded(self._encode(frame))
+        n_users, n_items = len(self.user_index_), len(self.item_index_)
+        batch = self._encode(frame)
+        try:
+            self._check_batch(batch)
+        except BaseException:
+            self.user_index_._truncate(n_users)
+            self.item_index_._truncate(n_items)
+            raise
+        self._ingest(batch)
+        if len(batch):
+            self._partial_fit(batch)
         return self
 
     def _partial_fit_encoded(self, batch: Batch) -> None:
@@ -496,6 +520,10 @@ class IncrementalRecommender(abc.ABC):
         if candidates is not None:
             scores = scores[:, cand]
         idx, vals = top_k(scores, k)
+        if idx.shape[1] < k:  # fewer items than k: pad, never invent
+            pad = k - idx.shape[1]
+            idx = np.hstack([idx, np.full((idx.shape[0], pad), -1, dtype=np.int64)])
+            vals = np.hstack([vals, np.full((vals.shape[0], pad), np.nan)])
         if candidates is not None:
             idx = np.where(idx >= 0, cand[np.maximum(idx, 0)], -1)
         items = np.full(idx.shape, None, dtype=object)
@@ -535,11 +563,15 @@ class IncrementalRecommender(abc.ABC):
             "versions": _library_versions(),
         }).encode()
         tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(_PREFIX.pack(_MAGIC, FORMAT_VERSION, len(header)))
-            fh.write(header)
-            fh.write(payload)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_PREFIX.pack(_MAGIC, FORMAT_VERSION, len(header)))
+                fh.write(header)
+                fh.write(payload)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     @classmethod
     def load(cls: type[Self], path: str | os.PathLike) -> Self:
@@ -572,6 +604,8 @@ class IncrementalRecommender(abc.ABC):
             )
         if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
             raise ModelFileError(f"{where} is corrupt: payload checksum does not match")
+        if not isinstance(header, dict) or not isinstance(header.get("class"), str):
+            raise ModelFileError(f"{where} is corrupt: its header names no model class")
         module_name, _, qualname = header["class"].partition(":")
         try:
             target = importlib.import_module(module_name)

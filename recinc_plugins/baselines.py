@@ -117,6 +117,7 @@ class DecayedPopularity(IncrementalRecommender):
         self.scaled_ = np.zeros(0, dtype=np.float64)
         self.clock_ = 0.0  # now, in half-lives since the reference
         self._events_seen = 0.0
+        self.origin_ns_: int | None = None
 
     def _grow(self, n_users: int, n_items: int) -> None:
         grown = np.zeros(n_items, dtype=np.float64)
@@ -136,7 +137,7 @@ class DecayedPopularity(IncrementalRecommender):
             ages = (self._events_seen + np.arange(1, n + 1)) / self._half_life_events
             self._events_seen += n
         else:
-            if not hasattr(self, "origin_ns_"):
+            if self.origin_ns_ is None:
                 self.origin_ns_ = int(batch.timestamps.min())
             ages = (batch.timestamps - self.origin_ns_) / self._half_life_ns
         clock = max(self.clock_, float(ages.max()))

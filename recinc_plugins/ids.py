@@ -24,11 +24,11 @@ def _as_id_array(ids: Any) -> np.ndarray:
         values = np.fromiter(items, dtype=object, count=len(items))
     if values.ndim != 1:
         raise ValueError(f"ids must be one-dimensional, got an array of shape {values.shape}")
-    if values.dtype.kind in "iu":
+    if values.dtype.kind in "iub":  # bools are the ints 0 and 1, as in a dict
         return values.astype(np.int64, copy=False)
     if values.dtype != object:
         values = values.astype(object)
-    if values.size and pd.api.types.infer_dtype(values, skipna=False) == "integer":
+    if values.size and pd.api.types.infer_dtype(values, skipna=False) in ("integer", "boolean"):
         return values.astype(np.int64)
     return values
 
@@ -184,6 +184,12 @@ class IdIndex:
         while self._levels and self._levels[-1][1].size <= end - start:
             start = self._levels.pop()[0]
         self._levels.append((start, self._make_index(self._ids[start:end])))
+
+    def _truncate(self, n: int) -> None:
+        """Forget the ids added after the first ``n``: only to undo a refused batch."""
+        if n < self._n:
+            self._n = n
+            self._levels = [(0, self._make_index(self._ids[:n]))] if n else []
 
     def _make_index(self, values: np.ndarray) -> pd.Index:
         return pd.Index(values.copy(), dtype=values.dtype)

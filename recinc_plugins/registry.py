@@ -51,8 +51,10 @@ class ModelSpec:
                 f"pip install 'recinc-plugins[{self.extra}]'"
             )
         module_name, _, attr = self.target.partition(":")
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):  # entry points allow "module:Class.factory"
+            target = getattr(target, part)
+        return target
 
 
 def _builtin(name: str, target: str, description: str, extra: str | None = None,

@@ -115,7 +115,7 @@ def test_candidates_restrict_recommendations():
     events = pd.DataFrame({"user": [1, 2, 3, 3], "item": ["a", "b", "c", "a"]})
     model = Popularity().fit(events)
     recs = model.recommend([9], k=5, candidates=["b", "c"])
-    assert recs.items[0].tolist() == ["b", "c"]
+    assert recs.items[0].tolist() == ["b", "c", None, None, None]
     with pytest.raises(ValueError, match=r"1 candidate item\(s\) are unknown to the model: "
                                          r"\['zz'\]"):
         model.recommend([9], candidates=["b", "zz"])
@@ -205,3 +205,57 @@ def test_recommend_is_batched_over_many_users(implicit_stream):
     assert recs.items.shape == (users.size, 10) and not recs.cold.any()
     single = [model.recommend([u], k=10).items[0].tolist() for u in users[:20]]
     assert recs.items[:20].tolist() == single
+
+
+def test_a_refused_partial_fit_changes_nothing():
+    day = pd.Timestamp("2024-01-01")
+    model = DecayedPopularity(half_life="1D").fit(
+        pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "timestamp": [day, day]}))
+    before = model.recommend(["a", "ghost"], k=3)
+    with pytest.raises(ValueError, match="need a 'timestamp' column"):
+        model.partial_fit(pd.DataFrame({"user": ["ghost"], "item": ["new-item"]}))
+    assert (model.n_users, model.n_items) == (2, 2)
+    after = model.recommend(["a", "ghost"], k=3)
+    np.testing.assert_array_equal(before.items, after.items)
+
+
+def test_a_failed_fit_keeps_the_previous_model():
+    day = pd.Timestamp("2024-01-01")
+    model = DecayedPopularity(half_life="1D").fit(
+        pd.DataFrame({"user": ["a"], "item": ["x"], "timestamp": [day]}))
+    with pytest.raises(ValueError, match="need a 'timestamp' column"):
+        model.fit(pd.DataFrame({"user": ["b"], "item": ["y"]}))
+    assert model.n_events_ == 1 and model.item_index_.ids.tolist() == ["x"]
+
+
+def test_bad_parameters_leave_no_half_built_state():
+    events = pd.DataFrame({"user": [1, 2], "item": [3, 4]})
+    model = DecayedPopularity(half_life=-1)
+    with pytest.raises(ValueError, match="half_life must be > 0"):
+        model.partial_fit(events)
+    model.set_params(half_life=10).partial_fit(events)
+    assert model.n_events_ == 2
+
+
+def test_refitting_on_earlier_data_resets_the_time_origin():
+    early = pd.DataFrame({"user": [1, 2, 3], "item": ["a", "a", "b"],
+                          "timestamp": pd.to_datetime(["2010-01-01", "2010-01-01",
+                                                       "2010-01-02"])})
+    late = early.assign(timestamp=early["timestamp"] + pd.Timedelta(days=5000))
+    model = DecayedPopularity(half_life="1D").fit(late).fit(early)
+    np.testing.assert_allclose(model.score(9, ["a", "b"]), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("model", BASELINES, ids=repr)
+def test_fit_on_an_empty_frame_gives_an_empty_model(model):
+    empty = pd.DataFrame({"user": [], "item": [], "timestamp": pd.to_datetime([])})
+    fitted = model.clone().fit(empty)
+    assert fitted.n_items == 0
+    assert fitted.recommend(["u"], k=2).items.tolist() == [[None, None]]
+
+
+def test_recommendations_are_padded_to_k():
+    model = Popularity().fit(pd.DataFrame({"user": ["a"], "item": ["x"]}))
+    recs = model.recommend(["a", "zz"], k=3)
+    assert recs.items.shape == recs.scores.shape == (2, 3)
+    assert recs.items.tolist() == [[None, None, None], ["x", None, None]]

@@ -80,3 +80,18 @@ def test_behaves_like_an_append_only_dict(batches):
     assert len(index) == len(reference)
     everything = list(reference)
     assert index.lookup(everything).tolist() == list(range(len(reference)))
+
+
+def test_bools_are_the_ints_zero_and_one_as_in_a_dict():
+    index = IdIndex([0, 1, 2])
+    assert index.lookup([True, False]).tolist() == [1, 0]
+    assert index.add(np.array([True])).tolist() == [1]
+    assert len(index) == 3 and index.ids.dtype == np.int64
+
+
+def test_truncate_undoes_the_last_additions():
+    index = IdIndex(["a", "b"])
+    index.add(["c", "d"])
+    index._truncate(2)
+    assert index.lookup(["a", "c"]).tolist() == [0, -1]
+    assert index.add(["d"]).tolist() == [2]

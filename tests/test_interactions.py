@@ -120,3 +120,12 @@ def test_timezone_aware_timestamps_become_naive_utc():
     out = validate_interactions(pd.DataFrame({"user": [1, 2], "item": [1, 2], "timestamp": ts}))
     assert out["timestamp"].tolist() == [pd.Timestamp("2024-01-01 10:00"),
                                          pd.Timestamp("2024-01-01 12:00")]
+
+
+def test_ids_beyond_int64_are_refused_not_wrapped():
+    with pytest.raises(InteractionsError, match=r"column 'user': integer ids beyond the int64 "
+                                                r"range .* positions 0, 1"):
+        validate_interactions({"user": [1e20, 1e20 + 2**40, 3.0], "item": [1, 2, 3]})
+    big = np.array([2**63 + 5, 7], dtype=np.uint64)
+    with pytest.raises(InteractionsError, match=r"column 'item'.*positions 0"):
+        validate_interactions({"user": [1, 2], "item": big})

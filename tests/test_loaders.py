@@ -9,6 +9,7 @@ import pytest
 
 from recinc_plugins.data import (
     DatasetNotFoundError,
+    InteractionsError,
     list_datasets,
     load_dataset,
     loaders,
@@ -151,3 +152,14 @@ def test_synthetic_stream_rejects_impossible_sizes():
         synthetic_stream(n_events=200, n_users=10, n_items=20)
     with pytest.raises(ValueError, match="feedback must be"):
         synthetic_stream(feedback="clicks")
+
+
+def test_synthetic_names_validate_their_keyword_arguments():
+    with pytest.raises(InteractionsError, match="outside the rating scale"):
+        load_dataset("synthetic", rating_scale=(2, 3))
+
+
+@pytest.mark.parametrize("sizes", [(1, 1, 2, 0), (2, 2, 2, 0), (1, 6, 3, 4), (2, 10, 10, 16)])
+def test_tiny_synthetic_streams_terminate(sizes):
+    n_events, n_users, n_items, seed = sizes
+    assert len(synthetic_stream(n_events, n_users, n_items, seed=seed)) == n_events

@@ -89,3 +89,10 @@ def test_cli_datasets_shows_the_data_home(capsys, tmp_path):
     assert main(["datasets", "--data-home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"data home: {tmp_path}" in out and "ml-100k" in out and "synthetic" in out
+
+
+def test_dotted_entry_point_targets_resolve():
+    spec = registry.ModelSpec("x", "collections:OrderedDict.fromkeys")
+    from collections import OrderedDict
+
+    assert spec.load() == OrderedDict.fromkeys

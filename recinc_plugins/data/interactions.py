@@ -62,12 +62,19 @@ def _check_ids(frame: pd.DataFrame, column: str) -> pd.Series:
     null = values.isna().to_numpy()
     if null.any():
         _fail(column, null, "null ids")
-    if values.dtype.kind == "f":
-        frac = (values.to_numpy() % 1) != 0
-        if frac.any():
-            _fail(column, frac, "non-integer float ids (pass ids as int or str)")
+    if values.dtype.kind in "fu":
+        raw = values.to_numpy()
+        if values.dtype.kind == "f":
+            frac = (raw % 1) != 0
+            if frac.any():
+                _fail(column, frac, "non-integer float ids (pass ids as int or str)")
+        too_big = np.abs(raw.astype(np.float64)) >= 2.0**63
+        if values.dtype.kind == "u":
+            too_big = raw > np.iinfo(np.int64).max
+        if too_big.any():
+            _fail(column, too_big, "integer ids beyond the int64 range (pass them as str)")
         return values.astype(np.int64)
-    if values.dtype.kind in "iu":
+    if values.dtype.kind == "i":
         return values.astype(np.int64)
     return values.astype(object)
 

@@ -225,7 +225,7 @@ def load_dataset(
             f"{name!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing path"
         )
     if spec.generate is not None:
-        return spec.generate()
+        return validate_interactions(spec.generate(), **kwargs)
     root = data_home(home)
     path = spec.path(root)
     assert path is not None

@@ -82,6 +82,7 @@ def synthetic_stream(
     activity /= activity.sum()
     # items arrive along the stream: 30% at the start, the rest uniformly later
     arrival = np.where(rng.random(n_items) < 0.3, 0.0, rng.random(n_items))
+    arrival[np.argmin(arrival)] = 0.0  # something is on offer from the first event
     base_pop = rng.normal(0, 0.7, n_items)
     n_regimes = 4
     regime_pop = rng.normal(0, 1, (n_regimes, n_items)) * popularity_shift
@@ -92,8 +93,14 @@ def synthetic_stream(
     items_out: list[np.ndarray] = []
     affinity_out: list[np.ndarray] = []
     produced = 0
+    stalled = 0  # blocks in a row that produced nothing: let time (and new items) move on
     while produced < n_events:
-        frac = produced / n_events
+        if stalled > 10_000:
+            raise RuntimeError(
+                f"synthetic_stream stalled after {produced} events: the active users have had "
+                "every item on offer (try more items or fewer events)"
+            )
+        frac = min(1.0, produced / n_events + stalled / 100)
         age = frac - arrival
         alive = age >= 0
         freshness = np.where(alive, -np.maximum(age, 0) / item_lifetime, -np.inf)
@@ -118,6 +125,7 @@ def synthetic_stream(
         items_out.append(items[:take])
         affinity_out.append(np.einsum("ij,ij->i", tastes[users[:take]], traits[items[:take]]))
         produced += take
+        stalled = 0 if take else stalled + 1
         tastes += rng.normal(0, drift, tastes.shape)
 
     users = np.concatenate(users_out)
