@@ -125,7 +125,7 @@ class DecayedPopularity(IncrementalRecommender):
         self.scaled_ = grown
 
     def _check_batch(self, batch: Batch) -> None:
-        if self._half_life_ns is not None and batch.timestamps is None:
+        if self._half_life_ns is not None and batch.timestamps is None and len(batch):
             raise ValueError(
                 f"half_life={self.half_life!r} is a duration, so the interactions need a "
                 "'timestamp' column"

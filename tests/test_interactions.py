@@ -129,3 +129,8 @@ def test_ids_beyond_int64_are_refused_not_wrapped():
     big = np.array([2**63 + 5, 7], dtype=np.uint64)
     with pytest.raises(InteractionsError, match=r"column 'item'.*positions 0"):
         validate_interactions({"user": [1, 2], "item": big})
+
+
+def test_millisecond_timestamps_are_named_as_out_of_range_seconds():
+    with pytest.raises(InteractionsError, match=r"out of range as Unix seconds \(milliseconds"):
+        validate_interactions(frame(timestamp=[1.7e18, 1.0, 2.0, 3.0]))

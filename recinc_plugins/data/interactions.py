@@ -100,6 +100,10 @@ def _check_timestamps(frame: pd.DataFrame) -> np.ndarray:
         if bad.any():
             _fail("timestamp", bad, "missing or non-finite timestamps")
         parsed = pd.to_datetime(pd.Series(seconds), unit="s", errors="coerce")
+        if parsed.isna().any():
+            _fail("timestamp", parsed.isna().to_numpy(),
+                  "numbers out of range as Unix seconds (milliseconds or nanoseconds? convert "
+                  "them to seconds or datetimes first)")
     else:
         parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
         parsed = parsed.dt.tz_localize(None)

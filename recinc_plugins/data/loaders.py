@@ -235,4 +235,9 @@ def load_dataset(
                 f"dataset {name!r} is not at {path} and download=False"
             )
         _download(spec, root, timeout)
+    if not path.exists():
+        raise DatasetNotFoundError(
+            f"the {spec.name!r} archive was unpacked into {root} but has no {spec.folder}/"
+            f"{spec.file}; remove what it left there and try again"
+        )
     return validate_interactions(_read_layout(path, spec.layout), **kwargs)
