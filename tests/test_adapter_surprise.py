@@ -12,6 +12,7 @@ from recinc_plugins.adapters import surprise as adapters  # noqa: E402
 from recinc_plugins.adapters.surprise import (  # noqa: E402
     SurpriseAdapter,
     SurpriseBaselineOnly,
+    SurpriseKNNBasic,
     SurpriseNMF,
     SurpriseSVD,
     SurpriseSVDpp,
@@ -134,3 +135,77 @@ def test_bad_parameters_are_named(explicit_stream):
         SurpriseSVD(window=-1).fit(explicit_stream)
     with pytest.raises(ValueError, match=r"invalid parameters for surprise\.SVD"):
         SurpriseSVD(n_factorz=3).fit(explicit_stream)
+
+
+def test_a_bad_similarity_is_named_before_anything_is_learned(explicit_stream):
+    events = explicit_stream.iloc[:200]
+    model = SurpriseKNNBasic(sim_options={"name": "bogus"}, refit_every=None)
+    with pytest.raises(ValueError, match=r"sim_options\['name'\] must be one of .*'bogus'"):
+        model.partial_fit(events)
+    assert not model.is_fitted
+    model.set_params(sim_options={"name": "cosine"})
+    model.partial_fit(events)  # the retry counts the batch once
+    assert model.n_events_ == 200 and model.n_refits_ == 1
+    with pytest.raises(ValueError, match=r"sim_options has unknown option\(s\) \['user-based'\]"):
+        SurpriseKNNBasic(sim_options={"user-based": False}).fit(events)
+    with pytest.raises(ValueError, match=r"bsl_options\['method'\] must be one of .*'newton'"):
+        SurpriseBaselineOnly(bsl_options={"method": "newton"}).fit(events)
+    with pytest.raises(ValueError, match=r"sim_options\['name'\] must be one of .*'bogus'"):
+        SurpriseAdapter(surprise.KNNBasic(sim_options={"name": "bogus"})).fit(events)
+
+
+def test_a_refit_that_fails_leaves_the_model_as_it_was(explicit_stream):
+    model = SurpriseSVD(n_factors=4, random_state=0, refit_every=100).fit(explicit_stream[:1000])
+    users, items = explicit_stream["user"][:50], explicit_stream["item"][:50]
+    before = model.score(users, items)
+    model.set_params(init_std_dev=-1.0)  # numpy refuses it inside Surprise's SVD.fit
+    with pytest.raises(ValueError, match="scale < 0"):
+        model.partial_fit(explicit_stream[1000:1100])  # 100 events: a refit is due
+    assert (model.n_events_, model.n_refits_, model.events_since_refit_) == (1000, 1, 0)
+    np.testing.assert_array_equal(model.score(users, items), before)
+    assert model.recommend(users[:3], k=5).items.shape == (3, 5)
+    with pytest.raises(ValueError, match="scale < 0"):
+        model.fit(explicit_stream[1000:2000])
+    assert model.n_events_ == 1000
+    np.testing.assert_array_equal(model.score(users, items), before)
+    model.set_params(init_std_dev=0.1)
+    model.partial_fit(explicit_stream[1000:1100])
+    assert (model.n_events_, model.n_refits_) == (1100, 2)
+    assert model.model_.trainset.n_ratings == 1100
+
+
+def test_a_first_fit_that_fails_leaves_an_unfitted_model_that_still_answers(explicit_stream):
+    events = explicit_stream.iloc[:200]
+    model = SurpriseSVD(init_std_dev=-1.0, refit_every=None)
+    with pytest.raises(ValueError, match="scale < 0"):
+        model.partial_fit(events)
+    assert not model.is_fitted and model.model_ is None and model.n_users == 0
+    assert np.isnan(model.score(events["user"][0], events["item"][0])).all()
+    model.set_params(init_std_dev=0.1)
+    model.partial_fit(events)
+    assert model.n_events_ == 200 and model.n_refits_ == 1
+
+
+def test_the_callers_option_dicts_are_not_changed(explicit_stream):
+    sim_options = {"name": "cosine"}
+    model = SurpriseKNNBasic(sim_options=sim_options, k=5).fit(explicit_stream.iloc[:300])
+    assert sim_options == {"name": "cosine"}
+    assert model.get_params()["sim_options"] == {"name": "cosine"}
+    assert model.model_.sim_options == {"name": "cosine", "user_based": True}
+
+
+def test_baseline_sgd_fold_in_uses_sgds_penalty_and_matches_a_converged_refit(explicit_stream):
+    train = explicit_stream.iloc[:2000][["user", "item", "rating"]]
+    items = train["item"].value_counts().index[:6]
+    new_user = pd.DataFrame({"user": ["newcomer"] * 6, "item": items, "rating": [5.0] * 6})
+    sgd = {"method": "sgd", "n_epochs": 500, "learning_rate": 0.01, "reg": 0.5}  # converges
+    folded = SurpriseBaselineOnly(refit_every=None, bsl_options=sgd).fit(train)
+    folded.partial_fit(new_user)
+    refit = SurpriseBaselineOnly(refit_every=None, bsl_options=sgd).fit(
+        pd.concat([train, new_user]))
+    assert folded.n_refits_ == 1
+    # measured: 1.466 against 1.453; ALS's penalty (reg_u=15 added once) gave 0.63
+    assert abs(folded.user_bias_[folded.user_index_.lookup(["newcomer"])[0]]
+               - refit.user_bias_[refit.user_index_.lookup(["newcomer"])[0]]) < 0.05
+    np.testing.assert_allclose(folded.score("newcomer", items), refit.score("newcomer", items),
+                               atol=0.05)

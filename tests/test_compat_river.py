@@ -112,3 +112,43 @@ def test_river_loop_example_runs_a_lightfm_backed_model(monkeypatch, capsys):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "lightfm     hit rate@10" in out and "MAE:" in out
+
+
+def test_a_bad_event_is_refused_before_it_is_buffered():
+    ranker = RecincRanker("river-baseline", batch_size=4)
+    ranker.learn_one("a", "x", 4.0)
+    for user, item, y, message in [
+        ("a", "y", float("nan"), r"y must be a finite number, got nan \(user 'a', item 'y'\)"),
+        ("a", "y", "four", "y must be a finite number, got 'four'"),
+        ("a", "y", None, "y must be a finite number, got None"),
+        (None, "y", 3.0, "user must not be None or NaN, got None"),
+        ("a", float("nan"), 3.0, "item must not be None or NaN, got nan"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ranker.learn_one(user, item, y)
+    assert ranker.n_pending == 1  # only the good event
+    assert np.isfinite(ranker.predict_one("a", "x")) and ranker.n_pending == 0
+    ranker.learn_one("b", "y", 2.0)
+    ranker.flush()
+    assert ranker.model_.n_events_ == 2
+
+
+def test_a_failing_flush_reports_its_events_and_does_not_block_the_ranker(explicit_stream):
+    from recinc_plugins.adapters.surprise import SurpriseSVD
+    from recinc_plugins.compat.river import FlushError
+
+    pytest.importorskip("surprise")
+    model = SurpriseSVD(n_factors=2, init_std_dev=-1.0, refit_every=None)  # its fit fails
+    ranker = RecincRanker(model, batch_size=2)
+    ranker.learn_one("a", "x", 4.0)
+    with pytest.raises(FlushError, match=r"failed on 2 buffered event\(s\), which were taken "
+                                         r"out of the buffer and not learned.*\('a', 'x', 4\.0\), "
+                                         r"\('b', 'y', 2\.0\) \(ValueError: scale < 0\)") as info:
+        ranker.learn_one("b", "y", 2.0)
+    assert info.value.events == [("a", "x", 4.0), ("b", "y", 2.0)]
+    assert ranker.n_pending == 0 and not model.is_fitted
+    assert ranker.rank("a", ["x", "y"]) == ["x", "y"]  # answers instead of re-raising
+    model.set_params(init_std_dev=0.1)
+    for event in info.value.events:  # the caller can learn them again
+        ranker.learn_one(*event)
+    assert model.n_events_ == 2 and np.isfinite(ranker.predict_one("a", "x"))

@@ -97,3 +97,21 @@ def test_surprise_swap_example_runs_with_each_algorithm(model, monkeypatch, caps
     namespace["main"](model)
     out = capsys.readouterr().out
     assert f"synthetic, {model}: RMSE" in out and "was_impossible" in out
+
+
+def test_estimate_answers_surprises_unknown_ids_with_the_fallback_never_a_known_user():
+    frame = pd.DataFrame({"user": ["14", "14", "7", "7", "3"], "item": [1, 2, 1, 2, 1],
+                          "rating": [5.0, 5.0, 1.0, 2.0, 3.0]})
+    trainset = _dataset(frame).build_full_trainset()
+    algo = SurpriseAlgo("surprise-baseline").fit(trainset)
+    model, item = algo.model_, trainset.to_inner_iid(1)
+    cold = float(model.score("nobody", 1)[0])
+    known = float(model.score("14", 1)[0])
+    assert abs(known - cold) > 0.1
+    # Surprise's predict(14, 1) for the unknown int user 14 calls estimate("UKN__14", ...)
+    assert algo.estimate("UKN__14", item) == cold
+    assert algo.estimate(trainset.to_inner_uid("14"), item) == known
+    assert algo.estimate(trainset.to_inner_uid("14"), "UKN__99") == float(
+        model.score("14", 99)[0])
+    assert algo.estimate("UKN__14", "UKN__1") == float(model.score("nobody", "nothing")[0])
+    assert algo.estimate(10_000, item) == cold  # an inner id the trainset does not have

@@ -41,6 +41,11 @@ __all__ = [
 ]
 
 _REFIT_UNITS = ("events", "steps")
+# the options Surprise reads (it ignores any other key silently, so a typo would go unnoticed)
+_SIM_OPTIONS = ("name", "user_based", "min_support", "shrinkage")
+_SIM_NAMES = ("cosine", "msd", "pearson", "pearson_baseline")
+_BSL_OPTIONS = ("method", "n_epochs", "reg_u", "reg_i", "reg", "learning_rate")
+_BSL_METHODS = ("als", "sgd")
 
 
 def _surprise() -> Any:
@@ -56,6 +61,29 @@ def _fold_kind(algo: Any) -> str | None:
         surprise.NMF: "nmf",
         surprise.BaselineOnly: "baseline",
     }.get(type(algo))
+
+
+def _check_options(algo: Any) -> None:
+    """Refuse ``sim_options`` / ``bsl_options`` that Surprise would fail on (or ignore) at fit
+    time, naming the bad option; Surprise itself only notices inside ``fit``. Only Surprise's
+    own algorithms are checked: a user's subclass may read options of its own."""
+    if not type(algo).__module__.startswith("surprise."):
+        return
+    for attr, known in (("sim_options", _SIM_OPTIONS), ("bsl_options", _BSL_OPTIONS)):
+        options = getattr(algo, attr, None)
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            raise ValueError(f"{attr} must be a dict, got {type(options).__name__}")
+        unknown = sorted(str(key) for key in options if key not in known)
+        if unknown:
+            raise ValueError(f"{attr} has unknown option(s) {unknown}; Surprise reads {known}")
+    name = (getattr(algo, "sim_options", None) or {}).get("name", "msd")
+    if not isinstance(name, str) or name.lower() not in _SIM_NAMES:
+        raise ValueError(f"sim_options['name'] must be one of {_SIM_NAMES}, got {name!r}")
+    method = (getattr(algo, "bsl_options", None) or {}).get("method", "als")
+    if method not in _BSL_METHODS:
+        raise ValueError(f"bsl_options['method'] must be one of {_BSL_METHODS}, got {method!r}")
 
 
 class SurpriseAdapter(IncrementalRecommender):
@@ -80,7 +108,11 @@ class SurpriseAdapter(IncrementalRecommender):
     fold_in_reg
         L2 penalty per rating for the folded-in factors. ``None``: NMF's own ``reg_pu`` /
         ``reg_qi``, and for SVD and SVD++ the larger of theirs and 0.5 (a vector solved from a
-        few ratings overfits at their default 0.02). Biases use the algorithm's bias penalties.
+        few ratings overfits at their default 0.02). Biases use the algorithm's bias penalties;
+        for BaselineOnly those of its ``bsl_options`` method: ALS's ``reg_u`` / ``reg_i``
+        (added once), SGD's ``reg`` (per rating). SGD fold-in gives the fixed point SGD
+        converges to, which a refit with few ``n_epochs`` (Surprise's default: 20 at
+        ``learning_rate`` 0.005) may not reach for a user or item with few ratings.
     rating_scale
         ``(low, high)`` given to Surprise's trainset; ``None`` uses the range of the ratings.
 
@@ -144,14 +176,21 @@ class SurpriseAdapter(IncrementalRecommender):
                 raise ValueError(
                     f"rating_scale must be (low, high) with low < high, got {self.rating_scale}"
                 )
-        if not isinstance(self._make_algo(), _surprise().AlgoBase):
+        algo = self._make_algo()
+        if not isinstance(algo, _surprise().AlgoBase):
             raise TypeError(
                 "algo must be a Surprise algorithm (an AlgoBase such as surprise.SVD()), got "
                 f"{type(self.algo).__name__}"
             )
+        _check_options(algo)
+
+    def _reset(self) -> None:
+        self._check_params()  # before any state is built
+        super()._reset()
 
     def _init_model(self) -> None:
         self.model_ = None
+        self._pending = None
         self.kind_ = None
         self.n_refits_ = 0
         self.events_since_refit_ = 0
@@ -196,23 +235,64 @@ class SurpriseAdapter(IncrementalRecommender):
         self._hist_r[self._n_hist:end] = batch.values
         self._n_hist = end
 
-    def _history(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        start = 0 if self.window is None else max(0, self._n_hist - self.window)
-        sl = slice(start, self._n_hist)
-        return self._hist_u[sl], self._hist_i[sl], self._hist_r[sl]
+    def _history(self, extra: Batch | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The events a refit learns from (all history or the window), ``extra`` appended."""
+        users, items = self._hist_u[:self._n_hist], self._hist_i[:self._n_hist]
+        ratings = self._hist_r[:self._n_hist]
+        if extra is not None:
+            users = np.concatenate([users, extra.users])
+            items = np.concatenate([items, extra.items])
+            ratings = np.concatenate([ratings, extra.values])
+        start = 0 if self.window is None else max(0, users.size - self.window)
+        return users[start:], items[start:], ratings[start:]
+
+    def _refit_due(self, n_events: int) -> bool:
+        """Whether learning ``n_events`` more events in one step triggers a refit."""
+        if getattr(self, "model_", None) is None:
+            return True
+        if self.refit_every is None:
+            return False
+        since = self.events_since_refit_ + n_events if self.refit_unit == "events" else \
+            self.steps_since_refit_ + 1
+        return since >= self.refit_every
+
+    def _check_batch(self, batch: Batch) -> None:
+        # Surprise's fit is where a refit fails (a bad option, a library error), so it runs
+        # here, before the base class ingests the batch: a failure then changes nothing, and
+        # retrying the same batch does not count it twice
+        super()._check_batch(batch)
+        self._pending = None
+        if not len(batch):
+            return
+        self._check_params()  # parameters may have been set since the last fit
+        if self._refit_due(len(batch)):
+            try:
+                self._pending = (batch, self._train(*self._history(batch)))
+            except BaseException:
+                # forget the ids this batch added, so they do not look known and unsized
+                self.user_index_._truncate(self._grown[0])
+                self.item_index_._truncate(self._grown[1])
+                raise
+
+    def _take_pending(self, batch: Batch) -> tuple | None:
+        """The refit ``_check_batch`` trained for ``batch``, if any (taken only once)."""
+        pending, self._pending = getattr(self, "_pending", None), None
+        return pending[1] if pending is not None and pending[0] is batch else None
 
     def _fit(self, batch: Batch) -> None:
+        trained = self._take_pending(batch) or self._train(*self._history(batch))
         self._record(batch)
-        self._refit()
+        self._install(*trained)
 
     def _partial_fit(self, batch: Batch) -> None:
+        trained = self._take_pending(batch)
+        if trained is None and self._refit_due(len(batch)):
+            trained = self._train(*self._history(batch))  # before any state changes
         self._record(batch)
         self.events_since_refit_ += len(batch)
         self.steps_since_refit_ += 1
-        since = self.events_since_refit_ if self.refit_unit == "events" else \
-            self.steps_since_refit_
-        if self.model_ is None or (self.refit_every is not None and since >= self.refit_every):
-            self._refit()
+        if trained is not None:
+            self._install(*trained)
         elif self.fold_in and self.kind_ is not None:
             self._fold_in(np.unique(batch.users), np.unique(batch.items))
 
@@ -220,14 +300,19 @@ class SurpriseAdapter(IncrementalRecommender):
         """Refit the Surprise algorithm now, on all history or the window."""
         self._ensure_state()
         if self._n_hist:
-            self._refit()
+            self._install(*self._train(*self._history()))
         return self
 
-    def _refit(self) -> None:
-        users, items, ratings = self._history()
+    def _train(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> tuple:
+        """A fresh Surprise algorithm fitted on these events; changes no state of this model."""
         trainset, user_uniques, item_uniques = self._trainset(users, items, ratings)
         algo = self._make_algo()
         algo.fit(trainset)
+        return algo, trainset, user_uniques, item_uniques
+
+    def _install(self, algo: Any, trainset: Any, user_uniques: np.ndarray,
+                 item_uniques: np.ndarray) -> None:
+        """Make a fitted algorithm the model (all its inner ids are known here)."""
         self.model_ = algo
         self.kind_ = _fold_kind(algo)
         self.n_refits_ += 1
@@ -244,6 +329,10 @@ class SurpriseAdapter(IncrementalRecommender):
         self.has_item_[item_uniques] = True
         if self.kind_ is not None:
             self._read_parameters(algo, trainset, user_uniques, item_uniques)
+
+    def _get_state(self) -> dict[str, Any]:
+        # a refit trained for a batch not yet learned is not part of the model
+        return {k: v for k, v in super()._get_state().items() if k != "_pending"}
 
     def _trainset(self, users: np.ndarray, items: np.ndarray,
                   ratings: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -300,10 +389,23 @@ class SurpriseAdapter(IncrementalRecommender):
     # -- fold-in -----------------------------------------------------------------------------
 
     def _penalties(self) -> tuple[float, float, float, float]:
-        """L2 penalties per rating: user bias, item bias, user factors, item factors."""
+        """L2 penalties: user bias, item bias, user factors, item factors.
+
+        Per rating (multiplied by the number of ratings solved against), as Surprise's SGD
+        applies them, except for BaselineOnly's ALS, whose ``reg_u`` / ``reg_i`` are added
+        once (see :meth:`_bias_per_rating`).
+        """
         algo, kind = self.model_, self.kind_
         if kind == "baseline":
-            return (algo.bsl_options.get("reg_u", 15), algo.bsl_options.get("reg_i", 10), 0, 0)
+            options = algo.bsl_options
+            if self._bias_per_rating():
+                # Surprise's baseline SGD: b += lr * (err - reg * b) for every rating, so its
+                # fixed point is the ridge solution with penalty reg per rating (lr and
+                # n_epochs only set how close SGD gets to it)
+                reg = options.get("reg", 0.02)
+                return (reg, reg, 0, 0)
+            # ALS: b = sum(residuals) / (reg + n ratings), Surprise's defaults 15 and 10
+            return (options.get("reg_u", 15), options.get("reg_i", 10), 0, 0)
         if self.fold_in_reg is not None:
             reg_pu = reg_qi = self.fold_in_reg
         elif kind == "nmf":
@@ -322,6 +424,15 @@ class SurpriseAdapter(IncrementalRecommender):
         for i, rows in _rows_of(hist_i, items):
             self._solve_item(i, hist_u[rows], hist_r[rows], reg_bi, reg_qi)
 
+    def _bias_per_rating(self) -> bool:
+        """True when BaselineOnly's biases are penalised per rating (its SGD method)."""
+        return self.kind_ == "baseline" and self.model_.bsl_options.get("method", "als") == "sgd"
+
+    def _bias_only(self, target: np.ndarray, reg: float) -> float:
+        """BaselineOnly's bias of one user or item, the other side's biases held fixed."""
+        penalty = reg * target.size if self._bias_per_rating() else reg
+        return float(target.sum() / (penalty + target.size))
+
     def _biased(self) -> bool:
         return self.kind_ in ("baseline", "svdpp") or bool(getattr(self.model_, "biased", False))
 
@@ -338,7 +449,7 @@ class SurpriseAdapter(IncrementalRecommender):
         self.has_user_[u] = True
         target = ratings - (self.mu_ + self.item_bias_[items]) * self._biased()
         if self.kind_ == "baseline":
-            self.user_bias_[u] = target.sum() / (reg_b + items.size)
+            self.user_bias_[u] = self._bias_only(target, reg_b)
             return
         q = self.item_factors_[items]
         if self.kind_ == "svdpp":
@@ -360,7 +471,7 @@ class SurpriseAdapter(IncrementalRecommender):
         self.has_item_[i] = True
         target = ratings - (self.mu_ + self.user_bias_[users]) * self._biased()
         if self.kind_ == "baseline":
-            self.item_bias_[i] = target.sum() / (reg_b + users.size)
+            self.item_bias_[i] = self._bias_only(target, reg_b)
             return
         p = self.user_factors_[users]
         if self.kind_ == "nmf":
@@ -375,6 +486,8 @@ class SurpriseAdapter(IncrementalRecommender):
     # -- scoring -----------------------------------------------------------------------------
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if self.model_ is None:  # nothing fitted yet: the global mean, as for unknown ids
+            return np.full((users.size, self.n_items), self.global_mean_)
         if self.kind_ is None:
             items = np.arange(self.n_items)
             return np.stack([self._estimate_pairs(np.full(items.size, u), items)
@@ -391,6 +504,8 @@ class SurpriseAdapter(IncrementalRecommender):
         return scores
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.model_ is None:
+            return np.full(users.size, self.global_mean_)
         if self.kind_ is None:
             return self._estimate_pairs(users, items)
         if self.kind_ == "baseline" or self._biased():
@@ -403,7 +518,7 @@ class SurpriseAdapter(IncrementalRecommender):
 
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Pairs with an unknown user or item (-1): what Surprise's ``estimate`` gives them."""
-        if self.model_ is None:
+        if getattr(self, "model_", None) is None:
             return np.full(users.size, self.global_mean_)
         if self.kind_ is None:
             return self._estimate_pairs(users, items)
@@ -527,7 +642,9 @@ class _NamedSurprise(SurpriseAdapter):
 
     def _make_algo(self) -> Any:
         cls = getattr(_surprise(), self._algo_class)
-        params = dict(self.params)
+        # a deep copy: Surprise adds keys to the option dicts it is given (sim_options'
+        # user_based), which would change the caller's dicts and this model's get_params()
+        params = copy.deepcopy(self.params)
         if self._algo_class.startswith("KNN") or self._algo_class == "BaselineOnly":
             params.setdefault("verbose", False)  # their default prints on every refit
         try:

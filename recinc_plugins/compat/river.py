@@ -5,11 +5,15 @@
 collected in a buffer and learned by the model's ``partial_fit`` ``batch_size`` at a time;
 events waiting in the buffer are never lost: they are learned before any prediction when
 ``flush_before_predict`` is set, by :meth:`RecincRanker.flush`, and they are pickled with the
-ranker.
+ranker. ``learn_one`` refuses a bad event (a missing id, a non-finite ``y``) before buffering
+it; if the model's ``partial_fit`` still fails on the buffered events, ``flush`` raises
+:class:`FlushError`, which carries them: the buffer is emptied either way, so one bad batch
+cannot block the ranker.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -21,7 +25,22 @@ from ..registry import make
 
 _reco = require("river.reco", "river")
 
-__all__ = ["RecincRanker"]
+__all__ = ["FlushError", "RecincRanker"]
+
+_SHOWN = 10  # events listed in a FlushError's message
+
+
+class FlushError(RuntimeError):
+    """The model failed to learn the buffered events; they are no longer buffered.
+
+    ``events`` holds them as ``(user, item, y)`` tuples, in the order given, so they can be
+    given to ``learn_one`` again once the cause is fixed. The model's own exception is the
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, events: list[tuple[Any, Any, float]]) -> None:
+        super().__init__(message)
+        self.events = events
 
 
 class RecincRanker(_reco.base.Ranker):
@@ -109,20 +128,54 @@ class RecincRanker(_reco.base.Ranker):
         return len(self._users)
 
     def learn_one(self, user: Any, item: Any, y: Any, x: dict | None = None) -> None:
+        """Buffer one event (learned at once when ``batch_size`` is 1).
+
+        A missing id or a ``y`` that is not a finite number raises ValueError and buffers
+        nothing.
+        """
+        for name, value in (("user", user), ("item", item)):
+            if _is_missing(value):
+                raise ValueError(f"learn_one: {name} must not be None or NaN, got {value!r}")
+        try:
+            value = float(y)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"learn_one: y must be a finite number, got {y!r} (user {user!r}, "
+                             f"item {item!r}); nothing was buffered")
         self._users.append(user)
         self._items.append(item)
-        self._ys.append(float(y))
+        self._ys.append(value)
         if len(self._users) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        """Learn the buffered events now (in the order they were given)."""
+        """Learn the buffered events now (in the order they were given).
+
+        The buffer is emptied before the model learns, so a failure does not leave the events
+        to fail again on every later call: it raises :class:`FlushError` listing them.
+        """
         if not self._users:
             return
-        frame = pd.DataFrame({"user": _ids(self._users), "item": _ids(self._items),
-                              self._target: self._ys})
-        self.model_.partial_fit(frame)
+        users, items, ys = self._users, self._items, self._ys
         self._users, self._items, self._ys = [], [], []
+        frame = pd.DataFrame({"user": _ids(users), "item": _ids(items), self._target: ys})
+        try:
+            self.model_.partial_fit(frame)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # an interrupt: keep the events buffered
+                self._users, self._items, self._ys = users + self._users, \
+                    items + self._items, ys + self._ys
+                raise
+            events = list(zip(users, items, ys, strict=True))
+            shown = ", ".join(repr(event) for event in events[:_SHOWN])
+            more = f" and {len(events) - _SHOWN} more" if len(events) > _SHOWN else ""
+            raise FlushError(
+                f"{type(self.model_).__name__}.partial_fit failed on {len(events)} buffered "
+                f"event(s), which were taken out of the buffer and not learned (the model may "
+                f"have learned part of them if it failed midway): {shown}{more} "
+                f"({type(exc).__name__}: {exc})", events,
+            ) from exc
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -141,6 +194,15 @@ class RecincRanker(_reco.base.Ranker):
         scores = self.model_.score(_ids([user] * len(items)), _ids(items))
         order = np.argsort(-scores, kind="stable")
         return [items[j] for j in order.tolist()]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, pd.NA raises
+    except (TypeError, ValueError):
+        return True
 
 
 def _ids(values: list) -> np.ndarray:

@@ -85,10 +85,25 @@ class SurpriseAlgo(_surprise.AlgoBase):
         return self.model_.score(_ids(users), _ids(items), return_cold=True)
 
     def estimate(self, u: Any, i: Any) -> float:
-        """Score of inner ids ``u``, ``i`` (Surprise's ``UKN__`` ids for unknown ones)."""
-        user = self.trainset.to_raw_uid(u) if self.trainset.knows_user(u) else str(u)[5:]
-        item = self.trainset.to_raw_iid(i) if self.trainset.knows_item(i) else str(i)[5:]
-        return float(self._scores([user], [item])[0][0])
+        """Score of inner ids ``u``, ``i``; anything the trainset does not know as an inner id
+        (Surprise's ``"UKN__<raw id>"`` strings included) is an unknown user or item and gets
+        the model's cold-start fallback.
+
+        The raw id is not parsed back out of ``"UKN__<raw id>"``: ``"UKN__14"`` may have been
+        the string ``"14"`` or the int ``14``, and parsing it could name a known user.
+        """
+        model = self.model_
+        known_u, known_i = self.trainset.knows_user(u), self.trainset.knows_item(i)
+        if known_u and known_i:
+            user, item = self.trainset.to_raw_uid(u), self.trainset.to_raw_iid(i)
+            return float(self._scores([user], [item])[0][0])
+        # every raw id of the trainset was learned by the model, so its index exists
+        user_idx = model.user_index_.lookup(_ids([self.trainset.to_raw_uid(u)]))[0] \
+            if known_u else -1
+        item_idx = model.item_index_.lookup(_ids([self.trainset.to_raw_iid(i)]))[0] \
+            if known_i else -1
+        pairs = np.array([user_idx], dtype=np.int64), np.array([item_idx], dtype=np.int64)
+        return float(model._fallback_pairs(*pairs)[0])
 
     def predict(self, uid: Any, iid: Any, r_ui: float | None = None, clip: bool = True,
                 verbose: bool = False) -> Any:
