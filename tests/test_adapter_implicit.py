@@ -252,3 +252,14 @@ def test_lmf_keeps_its_adagrad_accumulators_across_steps(implicit_stream):
     # sums of squared gradients only grow: the step continued from them, not from zero
     assert np.all(after[: before.shape[0]] >= before)
     assert model.item_adagrad_.shape == model.model_.item_factors.shape
+
+
+@pytest.mark.parametrize("cls", [ImplicitALS, ImplicitBPR])
+def test_non_positive_strengths_are_refused_before_anything_changes(cls, implicit_stream):
+    model = cls(factors=4, iterations=2, random_state=0, num_threads=1).fit(implicit_stream)
+    n_events, n_users = model.n_events_, model.n_users
+    bad = pd.DataFrame({"user": ["new", 0], "item": [1, 2], "weight": [1.0, 0.0]})
+    with pytest.raises(ValueError, match=r"learns from positive strengths; 1 event\(s\) have "
+                                         r"weight <= 0 \(positions \[1\]\)"):
+        model.partial_fit(bad)
+    assert (model.n_events_, model.n_users) == (n_events, n_users)

@@ -238,3 +238,11 @@ def test_an_empty_fit_leaves_the_model_to_train_fully_on_the_next_batch(implicit
     assert not model.is_trained
     model.partial_fit(implicit_stream.iloc[:500])
     _assert_layout(model, model.n_users, model.n_items)
+
+
+def test_weighted_lightfm_refuses_non_positive_strengths(implicit_stream):
+    model = LightFMRecommender(no_components=4, use_weights=True, random_state=0)
+    bad = implicit_stream.head(5).assign(weight=[1.0, 2.0, -1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"use_weights=True needs positive strengths; 2 "
+                                         r"event\(s\) .* \(positions \[2, 4\]\)"):
+        model.fit(bad)

@@ -164,6 +164,20 @@ class _ImplicitMF(IncrementalRecommender):
     def _new_items(self, n: int, d: int) -> np.ndarray:
         return _zeros(n, d)
 
+    def _check_batch(self, batch: Batch) -> None:
+        # implicit stores each (user, item) strength as a positive entry of a sparse matrix:
+        # a zero or negative one would vanish from it (scipy drops zero sums) or invert it
+        values = batch.values
+        bad = values <= 0
+        if bad.any():
+            column = "rating" if batch.ratings is not None else "weight"
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{type(self).__name__} learns from positive strengths; {rows.size} event(s) "
+                f"have {column} <= 0 (positions {rows[:10].tolist()}): drop them or map them "
+                "to a positive strength"
+            )
+
     def _fit(self, batch: Batch) -> None:
         self._add_history(batch)
         if len(batch):  # an empty fit leaves the model untrained: the next batch trains fully

@@ -364,6 +364,18 @@ class LightFMRecommender(IncrementalRecommender):
 
     # -- learning ------------------------------------------------------------------------------
 
+    def _check_batch(self, batch: Batch) -> None:
+        # LightFM drops zero sample weights and the history matrix drops zero sums: refuse them
+        # rather than learn less than the caller gave
+        if self.use_weights:
+            bad = batch.values <= 0
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise ValueError(
+                    f"use_weights=True needs positive strengths; {rows.size} event(s) have a "
+                    f"weight or rating <= 0 (positions {rows[:10].tolist()})"
+                )
+
     def _fit(self, batch: Batch) -> None:
         if len(batch):  # an empty fit leaves the model untrained: the next batch trains fully
             self._learn(batch, epochs=self.fit_epochs, replay=False)
