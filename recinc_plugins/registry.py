@@ -104,7 +104,7 @@ _BUILTINS: list[ModelSpec] = [
     _builtin("surprise-coclustering", f"{_A}.surprise:SurpriseCoClustering",
              "Surprise CoClustering, periodic refit", "surprise"),
     _builtin("neural", "recinc_plugins.neural:NeuralRecommender",
-             "PyTorch recommender with growing embeddings, replay buffer, online training",
+             "PyTorch two-tower model: growing embeddings, recent-items user state, replay",
              "torch"),
 ]
 

@@ -1,0 +1,8 @@
+"""The PyTorch recommender: growing embedding tables, a replay buffer and online training.
+
+Importing this package imports torch; ``import recinc_plugins`` does not import it.
+"""
+
+from .model import NeuralRecommender
+
+__all__ = ["NeuralRecommender"]

@@ -1,0 +1,534 @@
+"""NeuralRecommender: a two-tower PyTorch recommender that learns online from a stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._optional import require
+from ..base import Batch, Capabilities, IncrementalRecommender
+from .embeddings import EmbeddingArena
+from .replay import ReplayBuffer
+
+torch = require("torch", "torch")
+
+__all__ = ["NeuralRecommender"]
+
+_LOSSES = ("bpr", "bce", "mse")
+_RATING_LOSSES = ("mse",)
+_NEGATIVES = ("uniform", "popularity", "in-batch")
+_REPLAY = ("reservoir", "recent")
+_FALLBACKS = ("newcomer", "popularity")
+# newcomer popularity: events among a user's first _NEWCOMER_EVENTS, half-life in events
+_NEWCOMER_EVENTS = 50
+_NEWCOMER_HALF_LIFE = 10_000.0
+_OPTIMIZERS = ("auto", "adagrad", "rmsprop", "sgd")
+# defaults tuned on the first 30,000 events of MovieLens 100K (benchmarks/bench_neural.py)
+_DEFAULT_LR = {"adagrad": 0.1, "rmsprop": 0.005, "sgd": 0.05}
+_GOLDEN = np.uint64(11400714819323198485)  # 2**64 / golden ratio: Fibonacci hashing
+
+
+class NeuralRecommender(IncrementalRecommender):
+    """PyTorch two-tower recommender trained online, with replay and sampled negatives.
+
+    The user tower is the user's own embedding plus the pooled embeddings of the user's most
+    recent ``history`` items (a separate item table, as in SVD++/FISM), so a user's latest
+    events move their recommendations at once, before their own row has learned much. The item
+    tower is an embedding and a bias. A score is one dot product, so the whole catalogue is
+    scored by one matrix product. Every table lives in one growable arena
+    (:class:`~recinc_plugins.neural.embeddings.EmbeddingArena`) whose capacity doubles, and each
+    step updates only the rows it touched (row-wise Adagrad or SGD, gradients written out by
+    hand: no autograd graph, no dense optimiser step over whole tables).
+
+    Each ``partial_fit`` splits the new events into chunks of ``batch_size``; each chunk is
+    trained ``n_passes`` times together with ``n_replay`` events per new event drawn from a
+    replay buffer of earlier events, then added to the buffer and to the users' histories.
+
+    Parameters
+    ----------
+    n_factors
+        Embedding dimension.
+    loss
+        ``"bpr"`` (pairwise, for ranking), ``"bce"`` (pointwise logistic, for ranking),
+        or ``"mse"`` (squared error on the ``rating`` column: scores are then predicted ratings,
+        global mean + user bias + item bias + dot product). Ranking losses treat every event
+        as a positive, weighted by its ``weight`` when given; ratings do not weight them.
+    history
+        How many of a user's most recent items feed the user tower (0: the user's own
+        embedding only).
+    history_decay
+        Weight of a history item per step of age (1: all equal), in (0, 1].
+    n_negatives
+        Sampled negatives per positive for the ranking losses.
+    negatives
+        How negatives are drawn: ``"uniform"`` over the known items, ``"popularity"`` (items of
+        replayed events, so in proportion to their frequency), or ``"in-batch"`` (the other
+        positives of the training batch).
+    replay_size
+        Capacity of the replay buffer (events).
+    n_replay
+        Replayed events per new event in each step (0: train on the new events only).
+    replay
+        ``"reservoir"`` (a uniform sample of the whole stream: nothing is forgotten) or
+        ``"recent"`` (the last ``replay_size`` events: follows drift faster).
+    n_passes
+        Gradient steps per chunk of new events.
+    batch_size
+        Chunk size that a large ``partial_fit`` is split into (the harness's 1-event steps are
+        single chunks).
+    learning_rate
+        Step size; None picks the default of the optimiser (0.1 for Adagrad, 0.005 for
+        RMSprop, 0.05 for SGD).
+    optimizer
+        ``"adagrad"`` (row-wise: one accumulator per row), ``"rmsprop"`` (row-wise, decaying
+        accumulator), ``"sgd"``, or ``"auto"``: SGD for ``loss="mse"``, Adagrad otherwise.
+    reg
+        L2 penalty on the rows a step touches; None: 0.05 for ``"mse"``, 1e-4 otherwise.
+    init_std
+        Standard deviation of the initial embeddings (biases start at zero).
+    hash_buckets
+        If given, users and items are hashed into this many rows each (the hashing trick), so
+        the tables stay a fixed size whatever the id space; colliding ids share a row. The id
+        maps and the seen-items matrix of the base class still grow with the ids.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    num_threads
+        If given, ``torch.set_num_threads(num_threads)`` is called when the model is built (a
+        process-wide torch setting).
+    seed
+        Seed of the model's generator (initial embeddings, negatives, replay sampling); on a
+        CPU the same seed and events give bit-identical models.
+
+    Attributes
+    ----------
+    arena_ : EmbeddingArena
+        The tables (``items``, ``history``, ``users``) and the optimiser state.
+    hist_ : numpy.ndarray
+        Each user's ring of recent items (item index + 1; 0 is empty).
+    buffer_ : ReplayBuffer
+        The replay buffer.
+    optimizer_, learning_rate_, reg_
+        The settings in use once ``"auto"``/None are resolved.
+    last_loss_ : float
+        Mean training loss of the last step (before its update).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.neural import NeuralRecommender
+    >>> events = pd.DataFrame({
+    ...     "user": ["ann", "ann", "bob", "bob", "cat", "cat", "dan"],
+    ...     "item": ["jazz", "blues", "metal", "punk", "jazz", "blues", "jazz"],
+    ... })
+    >>> model = NeuralRecommender(n_factors=8, device="cpu", seed=0).fit(events)
+    >>> model.partial_fit(pd.DataFrame({"user": ["eve"], "item": ["metal"]}))
+    NeuralRecommender(n_factors=8, device='cpu', seed=0)
+    >>> recs = model.recommend(["dan", "eve", "new"], k=1)
+    >>> recs.cold.tolist()
+    [False, False, True]
+    >>> model.score("dan", ["blues", "punk"]).shape
+    (2,)
+    """
+
+    capabilities = Capabilities(explicit=True, implicit=True, update="per-event")
+    extra = "torch"
+
+    def __init__(
+        self,
+        n_factors: int = 64,
+        loss: str = "bpr",
+        history: int = 20,
+        history_decay: float = 0.8,
+        n_negatives: int = 16,
+        negatives: str = "uniform",
+        replay_size: int = 20_000,
+        n_replay: int = 4,
+        replay: str = "reservoir",
+        n_passes: int = 1,
+        batch_size: int = 256,
+        learning_rate: float | None = None,
+        optimizer: str = "auto",
+        reg: float | None = None,
+        init_std: float = 0.1,
+        hash_buckets: int | None = None,
+        fallback: str = "newcomer",
+        device: str = "auto",
+        num_threads: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.n_factors = n_factors
+        self.loss = loss
+        self.history = history
+        self.history_decay = history_decay
+        self.n_negatives = n_negatives
+        self.negatives = negatives
+        self.replay_size = replay_size
+        self.n_replay = n_replay
+        self.replay = replay
+        self.n_passes = n_passes
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.reg = reg
+        self.init_std = init_std
+        self.hash_buckets = hash_buckets
+        self.fallback = fallback
+        self.device = device
+        self.num_threads = num_threads
+        self.seed = seed
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+        def positive_float(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float, np.integer, np.floating)) \
+                and not isinstance(value, bool) and np.isfinite(value) \
+                and (value >= 0 if allow_zero else value > 0)
+            if not ok:
+                bound = ">= 0" if allow_zero else "> 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            if getattr(self, name) not in options:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(map(repr, options))}, "
+                    f"got {getattr(self, name)!r}"
+                )
+
+        positive_int("n_factors")
+        positive_int("history", 0)
+        positive_int("n_negatives")
+        positive_int("replay_size", 0)
+        positive_int("n_replay", 0)
+        positive_int("n_passes")
+        positive_int("batch_size")
+        if self.learning_rate is not None:
+            positive_float("learning_rate")
+        if self.reg is not None:
+            positive_float("reg", allow_zero=True)
+        positive_float("history_decay")
+        if self.history_decay > 1:
+            raise ValueError(f"history_decay must be in (0, 1], got {self.history_decay!r}")
+        positive_float("init_std", allow_zero=True)
+        choice("loss", _LOSSES)
+        choice("negatives", _NEGATIVES)
+        choice("replay", _REPLAY)
+        choice("optimizer", _OPTIMIZERS)
+        choice("fallback", _FALLBACKS)
+        # resolved settings: plain SGD suits regression (Adagrad's shrinking steps slow the
+        # bias terms), row-wise Adagrad suits sampled ranking losses
+        self.optimizer_ = self.optimizer
+        if self.optimizer == "auto":
+            self.optimizer_ = "sgd" if self.loss in _RATING_LOSSES else "adagrad"
+        self.learning_rate_ = float(self.learning_rate if self.learning_rate is not None
+                                    else _DEFAULT_LR[self.optimizer_])
+        self.reg_ = float(self.reg if self.reg is not None
+                          else (0.05 if self.loss in _RATING_LOSSES else 1e-4))
+        if self.hash_buckets is not None:
+            positive_int("hash_buckets")
+        if self.num_threads is not None:
+            positive_int("num_threads")
+        if self.seed is not None and (isinstance(self.seed, bool)
+                                      or not isinstance(self.seed, (int, np.integer))):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        self._resolve_device()
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(
+                f"device must be 'auto', 'cpu' or a torch device such as 'cuda:0', "
+                f"got {self.device!r}"
+            ) from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here")
+        return device
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _init_model(self) -> None:
+        if self.num_threads is not None:
+            torch.set_num_threads(int(self.num_threads))
+        self.device_ = self._resolve_device()
+        self.rng_ = np.random.default_rng(self.seed)
+        # the last column is a bias: a score is the dot product of [z, 1] and [q, b], so the
+        # whole catalogue is scored by one matrix product
+        regions = ("items", "history", "users") if self.history else ("items", "users")
+        self.arena_ = EmbeddingArena(int(self.n_factors) + 1, regions, float(self.init_std),
+                                     self.device_, self.optimizer_)
+        self.hist_ = np.zeros((0, max(int(self.history), 1)), dtype=np.int64)
+        self._decay_table = float(self.history_decay) ** np.arange(max(int(self.history), 1))
+        self.hist_count_ = np.zeros(0, dtype=np.int64)
+        self.buffer_ = ReplayBuffer(int(self.replay_size), self.replay)
+        # newcomer popularity, kept scaled by 2 ** (events / half-life) so that a step only
+        # touches its own items; the scale is rebased before it overflows
+        self.newcomer_ = np.zeros(0, dtype=np.float64)
+        self.newcomer_clock_ = 0.0
+        self.last_loss_ = float("nan")
+
+    def _rows(self, region: str, idx: np.ndarray) -> np.ndarray:
+        """Arena rows of dense indices: offset + the index itself, or its hash bucket."""
+        if self.hash_buckets is not None:
+            hashed = (idx.astype(np.uint64) * _GOLDEN) >> np.uint64(32)
+            idx = (hashed % np.uint64(self.hash_buckets)).astype(np.int64)
+        return idx + self.arena_.offset[region]
+
+    def _hist_rows(self, users: np.ndarray, exclude: np.ndarray | None = None):
+        """Arena rows of each user's recent items (the padding row 0 where there is none) and
+        their pooling weights ``history_decay ** age / sqrt(count)`` (SVD++/FISM pooling,
+        tilted towards the latest items); ``exclude`` leaves each event's own item out."""
+        hist = self.hist_[users]  # item index + 1; 0 is empty
+        mask = hist > 0
+        if exclude is not None:
+            mask &= hist != (exclude + 1)[:, None]
+        count = mask.sum(axis=1, keepdims=True)
+        weights = mask / np.sqrt(np.maximum(count, 1))
+        if self.history_decay != 1.0:
+            length = hist.shape[1]
+            age = (self.hist_count_[users][:, None] - 1 - np.arange(length)) % length
+            weights = weights * self._decay_table[age]
+        weights = weights.astype(np.float32)
+        rows = np.where(mask, self._rows("history", hist - 1), 0)
+        return rows, weights
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        if self.hash_buckets is not None:
+            n_users = min(n_users, 1) * int(self.hash_buckets)
+            n_items = min(n_items, 1) * int(self.hash_buckets)
+        sizes = {"users": n_users, "items": n_items}
+        if self.history:
+            sizes["history"] = n_items
+        self.arena_.grow(sizes, self.rng_)
+        if self.n_items > self.newcomer_.size:
+            grown = np.zeros(max(self.n_items, 2 * self.newcomer_.size), dtype=np.float64)
+            grown[: self.newcomer_.size] = self.newcomer_
+            self.newcomer_ = grown
+        if self.n_users > self.hist_.shape[0]:
+            cap = max(self.n_users, 2 * self.hist_.shape[0], 16)
+            hist = np.zeros((cap, self.hist_.shape[1]), dtype=np.int64)
+            hist[: self.hist_.shape[0]] = self.hist_
+            count = np.zeros(cap, dtype=np.int64)
+            count[: self.hist_count_.size] = self.hist_count_
+            self.hist_, self.hist_count_ = hist, count
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def _validate(self, interactions: Any) -> pd.DataFrame:
+        frame = super()._validate(interactions)
+        if self.loss in _RATING_LOSSES and "rating" not in frame.columns:
+            raise ValueError(
+                f"loss={self.loss!r} learns ratings, but the interactions have no 'rating' column "
+                f"(columns: {list(frame.columns)}); use loss='bpr' or 'bce' for implicit feedback"
+            )
+        return frame
+
+    def _partial_fit(self, batch: Batch) -> None:
+        if self.loss in _RATING_LOSSES:
+            if batch.ratings is None:
+                raise ValueError(f"loss={self.loss!r} learns ratings, but the batch has none")
+            values = batch.ratings.astype(np.float32)
+        elif batch.weights is not None:
+            values = batch.weights.astype(np.float32)
+        else:
+            values = np.ones(len(batch), dtype=np.float32)
+        size = int(self.batch_size)
+        for start in range(0, len(batch), size):
+            users = batch.users[start:start + size]
+            items = batch.items[start:start + size]
+            vals = values[start:start + size]
+            for _ in range(int(self.n_passes)):
+                u, i, v = users, items, vals
+                if self.n_replay and len(self.buffer_):
+                    pick = self.buffer_.sample(users.size * int(self.n_replay), self.rng_)
+                    u = np.concatenate([users, self.buffer_.users[pick]])
+                    i = np.concatenate([items, self.buffer_.items[pick]])
+                    v = np.concatenate([vals, self.buffer_.values[pick]])
+                self.last_loss_ = self._train_step(u, i, v)
+            self.buffer_.add(users, items, vals, self.rng_)
+            self._remember(users, items)
+
+    def _remember(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Append the events to each user's ring of recent items and to the newcomer counts."""
+        length = self.hist_.shape[1]
+        if users.size == 1:
+            u = int(users[0])
+            ordinal = self.hist_count_[u : u + 1].copy()
+            if self.history:
+                self.hist_[u, ordinal[0] % length] = items[0] + 1
+            self.hist_count_[u] += 1
+        else:
+            order = np.argsort(users, kind="stable")
+            us, its = users[order], items[order]
+            uniq, first, counts = np.unique(us, return_index=True, return_counts=True)
+            rank = np.arange(us.size) - np.repeat(first, counts)
+            ordinal = np.empty(users.size, dtype=np.int64)
+            ordinal[order] = self.hist_count_[us] + rank
+            if self.history:
+                keep = rank >= np.repeat(counts, counts) - length  # only the last ones remain
+                pos = (self.hist_count_[us] + rank) % length
+                self.hist_[us[keep], pos[keep]] = its[keep] + 1
+            self.hist_count_[uniq] += counts
+        early = ordinal < _NEWCOMER_EVENTS
+        if early.any():
+            clock = self.newcomer_clock_ + users.size / _NEWCOMER_HALF_LIFE
+            if clock > 500:
+                self.newcomer_ *= 2.0 ** -clock
+                clock = 0.0
+            self.newcomer_clock_ = clock
+            np.add.at(self.newcomer_, items[early], 2.0 ** clock)
+        else:
+            self.newcomer_clock_ += users.size / _NEWCOMER_HALF_LIFE
+
+    def _negatives(self, items: np.ndarray) -> np.ndarray:
+        n, k = items.size, int(self.n_negatives)
+        if self.negatives == "popularity" and len(self.buffer_):
+            return self.buffer_.items[self.buffer_.sample(n * k, self.rng_)].reshape(n, k)
+        if self.negatives == "in-batch" and n > 1:
+            return items[self.rng_.integers(0, n, size=(n, k))]
+        return self.rng_.integers(0, self.n_items, size=(n, k))
+
+    def _train_step(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> float:
+        """One row-wise gradient step on the events; returns their mean loss before it."""
+        dev, arena = self.device_, self.arena_
+        n, width = users.size, arena.dim
+        ranking = self.loss not in _RATING_LOSSES
+        # every row the step reads, in one index: [item, negatives...] per event, then users,
+        # then the users' history items
+        if ranking:
+            item_idx = np.concatenate([items[:, None], self._negatives(items)], axis=1)
+        else:
+            item_idx = items[:, None]
+        n_cand = item_idx.shape[1]
+        parts = [self._rows("items", item_idx.reshape(-1)), self._rows("users", users)]
+        if self.history:
+            h_rows, h_w = self._hist_rows(users, items)
+            parts.append(h_rows.reshape(-1))
+        rows = np.concatenate(parts)
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        emb = arena.weight[torch.from_numpy(rows).to(dev)]
+        n_q = n * n_cand
+        q = emb[:n_q].view(n, n_cand, width)
+        zb = emb[n_q:n_q + n]
+        if self.history:
+            w = torch.from_numpy(h_w).to(dev)
+            y = emb[n_q + n:].view(n, -1, width)
+            z = zb + torch.bmm(w.unsqueeze(1), y).squeeze(1)
+        else:
+            z = zb.clone()
+        z[:, -1] = 1.0  # [z, 1] . [q, b] = z.q + b
+        s = torch.bmm(q, z.unsqueeze(2)).squeeze(2)
+        vals = torch.from_numpy(values).to(dev)
+        c = torch.empty_like(s)  # d loss / d score
+        if self.loss == "bpr":
+            x = s[:, :1] - s[:, 1:]
+            loss = float(torch.nn.functional.softplus(-x).mean())
+            torch.mul(torch.sigmoid(-x), (vals / (n_cand - 1)).unsqueeze(1), out=c[:, 1:])
+            torch.sum(c[:, 1:], dim=1, out=c[:, 0]).neg_()
+        elif self.loss == "bce":
+            loss = float(torch.nn.functional.softplus(-s[:, 0]).mean()
+                         + torch.nn.functional.softplus(s[:, 1:]).mean())
+            torch.sigmoid(s, out=c)
+            c[:, 0] -= 1.0
+            c[:, 1:] /= n_cand - 1
+            c *= vals.unsqueeze(1)
+        else:
+            torch.sub(s[:, 0] + zb[:, -1] + self.global_mean_, vals, out=c[:, 0])
+            loss = float(c.square().mean())
+        dz = torch.bmm(c.unsqueeze(1), q).squeeze(1)
+        dz[:, -1] = 0.0 if ranking else c[:, 0]
+        grads = [(c.unsqueeze(2) * z.unsqueeze(1)).view(n_q, width), dz]
+        if self.history:
+            dz_y = dz.clone()
+            dz_y[:, -1] = 0.0  # history rows carry no bias
+            grads.append((w.unsqueeze(2) * dz_y.unsqueeze(1)).view(-1, width))
+        grads = torch.cat(grads)
+        if self.reg_:
+            grads.add_(emb, alpha=self.reg_)
+        summed = torch.zeros((uniq.size, width), dtype=grads.dtype, device=dev)
+        summed.index_add_(0, torch.from_numpy(inverse).to(dev), grads)
+        arena.step(torch.from_numpy(uniq).to(dev), summed, self.learning_rate_)
+        return loss
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _predicts_ratings(self) -> bool:
+        return self.loss in _RATING_LOSSES and self.n_ratings_ > 0
+
+    def _user_vectors(self, users: np.ndarray) -> torch.Tensor:
+        """The user tower ``[z, b_u]``: the user's row plus the pooled recent items."""
+        users = np.asarray(users, dtype=np.int64)
+        zb = self.arena_.weight[torch.from_numpy(self._rows("users", users)).to(self.device_)]
+        if not self.history:
+            return zb
+        h_rows, h_w = self._hist_rows(users)
+        y = self.arena_.weight[torch.from_numpy(h_rows).to(self.device_)]
+        return zb + torch.bmm(torch.from_numpy(h_w).to(self.device_).unsqueeze(1), y).squeeze(1)
+
+    def _item_table(self, items: np.ndarray | None = None) -> torch.Tensor:
+        if items is None and self.hash_buckets is None:
+            return self.arena_.region("items")[: self.n_items]
+        if items is None:
+            items = np.arange(self.n_items)
+        rows = self._rows("items", np.asarray(items, dtype=np.int64))
+        return self.arena_.weight[torch.from_numpy(rows).to(self.device_)]
+
+    @torch.no_grad()
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        zb = self._user_vectors(users)
+        bias = zb[:, -1:] + self.global_mean_ if self.loss in _RATING_LOSSES else None
+        zb[:, -1] = 1.0
+        scores = zb @ self._item_table().T
+        if bias is not None:
+            scores += bias
+        return scores.cpu().numpy()
+
+    def _fallback_scores(self, n_rows: int) -> np.ndarray:
+        """Cold-start scores for unknown users: with ``fallback="newcomer"``, how often each
+        item was among other users' first events lately; ties broken by all-time counts."""
+        if self.fallback == "popularity":
+            return super()._fallback_scores(n_rows)
+        newcomer = self.newcomer_[: self.n_items] * 2.0 ** -self.newcomer_clock_
+        scores = newcomer + 1e-6 * self.item_counts_ / max(self.n_events_, 1)
+        return np.broadcast_to(scores, (n_rows, scores.size))
+
+    @torch.no_grad()
+    def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Ratings for pairs with an unknown user or item: the global mean plus the learned
+        bias of whichever side is known (as biased MF predicts); popularity when ranking."""
+        if not self._predicts_ratings():
+            return super()._fallback_pairs(users, items)
+        out = np.full(users.size, self.global_mean_)
+        for region, idx in (("users", users), ("items", items)):
+            known = idx >= 0
+            if known.any():
+                rows = torch.from_numpy(self._rows(region, idx[known])).to(self.device_)
+                out[known] += self.arena_.weight[rows, -1].cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        zb = self._user_vectors(users)
+        bias = zb[:, -1] + self.global_mean_ if self.loss in _RATING_LOSSES else 0.0
+        zb[:, -1] = 1.0
+        scores = (zb * self._item_table(items)).sum(1) + bias
+        return scores.cpu().numpy().astype(np.float64)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        if hasattr(self, "device_"):
+            self.device_ = self._resolve_device()
+            self.arena_.to(self.device_)
