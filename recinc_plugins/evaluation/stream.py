@@ -169,7 +169,7 @@ class Stream:
     def has_ratings(self) -> bool:
         return self.ratings is not None
 
-    @property
+    @cached_property
     def has_extra_columns(self) -> bool:
         """The frame has columns beyond the canonical ones (side information): models then
         get each step's frame slice in ``Batch.frame``."""
