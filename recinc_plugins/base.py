@@ -132,6 +132,33 @@ class Recommendations:
         return frame[~np.isnan(frame["score"].to_numpy())].reset_index(drop=True)
 
 
+def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
+    """Columns of each row's k best scores (ties to the lower column), or None to fall back.
+
+    The k-th largest of ``8k`` block maxima is a score that at least k entries reach, so only
+    the entries at or above it are sorted. Block maxima and one comparison are vectorised
+    passes, several times cheaper than a partition of every row (numpy's partition is scalar).
+    """
+    n_rows, n_cols = scores.shape
+    n_blocks = 8 * k
+    width = n_cols // n_blocks
+    if width < 4:
+        return None
+    body = n_blocks * width
+    block_max = scores[:, :body].reshape(n_rows, n_blocks, width).max(axis=2)
+    if body < n_cols:
+        block_max = np.hstack([block_max, scores[:, body:].max(axis=1, keepdims=True)])
+    threshold = np.partition(block_max, block_max.shape[1] - k, axis=1)[:, -k]
+    rows, cols = np.nonzero(scores >= threshold[:, None])
+    if rows.size > n_rows * 64 * k:  # a sea of ties at the threshold: partition instead
+        return None
+    vals = scores[rows, cols]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    return cols[starts[:, None] + np.arange(k)]
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k of a 2-D score array, best first; ties go to the lower column index.
 
@@ -155,7 +182,10 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     nan = np.isnan(scores)
     if nan.any():
         scores = np.where(nan, -np.inf, scores)
-    if k < n_cols:
+    part = _top_k_by_blocks(scores, k) if k < n_cols else None
+    if part is not None:
+        pass
+    elif k < n_cols:
         kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
         selected = scores >= kth
         excess = np.flatnonzero(selected.sum(axis=1) > k)

@@ -1,8 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recinc_plugins import IncrementalRecommender, ModelFileError, make
+from recinc_plugins.base import top_k
 from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
 
 BASELINES = [Popularity(), DecayedPopularity(half_life=200), DecayedPopularity(half_life="1h"),
@@ -259,3 +262,19 @@ def test_recommendations_are_padded_to_k():
     recs = model.recommend(["a", "zz"], k=3)
     assert recs.items.shape == recs.scores.shape == (2, 3)
     assert recs.items.tolist() == [[None, None, None], ["x", None, None]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 600), st.integers(1, 25), st.integers(2, 40),
+       st.integers(0, 2**32 - 1))
+def test_top_k_matches_a_full_sort_with_ties_to_the_lower_column(rows, cols, k, levels, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, (rows, cols)).astype(float)
+    scores[scores == 0] = -np.inf  # never returned
+    idx, vals = top_k(scores, k)
+    for r in range(rows):
+        expected = sorted(range(cols), key=lambda j: (-scores[r, j], j))[:k]
+        expected = [j if np.isfinite(scores[r, j]) else -1 for j in expected]
+        assert idx[r].tolist() == expected
+        finite = [scores[r, j] for j in expected if j >= 0]
+        assert vals[r][: len(finite)].tolist() == finite
