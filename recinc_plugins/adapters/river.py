@@ -277,6 +277,7 @@ class RiverRanker(IncrementalRecommender):
             [model.u_latents, model.i_latents] if kind != "baseline" else [])
         drawn: list[dict] = [{} for _ in dicts]
         factories: list = []
+        saved: list = []  # (generator, state) to put back once the peek is done
 
         def get(slot: int, key: Any) -> Any:
             table = dicts[slot]
@@ -285,26 +286,56 @@ class RiverRanker(IncrementalRecommender):
             cache = drawn[slot]
             if key not in cache:
                 if not factories:
-                    # one deepcopy of all the factories keeps an initialiser they share
-                    # shared, so the copies draw the sequence the model itself would draw
-                    factories.extend(copy.deepcopy([d.default_factory for d in dicts]))
+                    originals = [d.default_factory for d in dicts]
+                    rngs = _generators(originals)
+                    if rngs is not None:
+                        # draw with the model's own initialisers, then rewind their
+                        # generators: the draws River will make later are these ones
+                        saved.extend((rng, rng.get_state()) for rng in rngs)
+                        factories.extend(originals)
+                    else:
+                        # one deepcopy of all the factories keeps an initialiser they share
+                        # shared, so the copies draw the sequence the model itself would draw
+                        factories.extend(copy.deepcopy(originals))
                 cache[key] = factories[slot]()
             return cache[key]
 
         mean = self._global_mean()
         out = np.empty(len(users), dtype=np.float64)
-        for n, (user, item) in enumerate(zip(users, items, strict=True)):
-            if kind == "baseline":
-                out[n] = mean + get(0, user) + get(1, item)
-            elif kind == "funk_mf":
-                out[n] = np.dot(get(0, user), get(1, item)).item()
-            else:  # the order of BiasedMF.predict_one, which is also the order of its draws
-                y = mean
-                y += get(0, user)
-                y += get(1, item)
-                y += np.dot(get(2, user), get(3, item))
-                out[n] = y.item() if hasattr(y, "item") else y
+        try:
+            for n, (user, item) in enumerate(zip(users, items, strict=True)):
+                if kind == "baseline":
+                    out[n] = mean + get(0, user) + get(1, item)
+                elif kind == "funk_mf":
+                    out[n] = np.dot(get(0, user), get(1, item)).item()
+                else:  # the order of BiasedMF.predict_one, which is also the order of its draws
+                    y = mean
+                    y += get(0, user)
+                    y += get(1, item)
+                    y += np.dot(get(2, user), get(3, item))
+                    out[n] = y.item() if hasattr(y, "item") else y
+        finally:
+            for rng, state in saved:
+                rng.set_state(state)
         return out
+
+
+def _generators(factories: list) -> list | None:
+    """The RandomState generators behind River's initialiser factories, or None when one of
+    them draws from something this cannot rewind (then the caller copies them instead)."""
+    optim = require("river.optim", "river")
+    rngs: list = []
+    for factory in factories:
+        init = getattr(factory, "func", factory)  # River wraps initialisers in partial()
+        if isinstance(init, optim.initializers.Constant):
+            continue
+        rng = getattr(init, "_rng", None)
+        if not isinstance(init, optim.initializers.Normal) or not isinstance(
+                rng, np.random.RandomState):
+            return None
+        if all(rng is not seen for seen in rngs):
+            rngs.append(rng)
+    return rngs
 
 
 def _grown(array: np.ndarray, n: int) -> np.ndarray:
