@@ -20,65 +20,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
-import os
-import statistics
-import time
 
-import numpy as np
 import pandas as pd
+from _common import clocked, movielens, replay
 
 from recinc_plugins.adapters.lightfm import LightFMRecommender
-from recinc_plugins.data import load_dataset
-
-
-def movielens() -> pd.DataFrame:
-    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def clocked(fn) -> float:
-    """Seconds ``fn()`` takes, with the garbage collector held off (as timeit does)."""
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-    finally:
-        gc.enable()
-
-
-def hits(model, events: pd.DataFrame, k: int = 10) -> np.ndarray:
-    """Per event: (hit in the top k, the user was known before the step)."""
-    uniq, inverse = np.unique(events["user"].to_numpy(), return_inverse=True)
-    recs = model.recommend(uniq, k=k)
-    hit = (recs.items[inverse] == events["item"].to_numpy()[:, None]).any(axis=1)
-    return np.stack([hit, ~recs.cold[inverse]])
-
-
-def replay(make, frame: pd.DataFrame, start: int, step: int, steps: int):
-    """Incremental and refit-every-step side by side, timed alternately on each step."""
-    incremental = make().fit(frame.iloc[:start])
-    refit = make().fit(frame.iloc[:start])
-    found = {"incremental": [], "refit": []}
-    times = {"incremental": [], "refit": []}
-    for s in range(start, start + steps * step, step):
-        chunk = frame.iloc[s:s + step]
-        found["incremental"].append(hits(incremental, chunk))
-        found["refit"].append(hits(refit, chunk))
-        t0 = time.perf_counter()
-        incremental.partial_fit(chunk)
-        times["incremental"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        refit = make().fit(frame.iloc[:s + step])
-        times["refit"].append(time.perf_counter() - t0)
-    recall = {}
-    for key, parts in found.items():
-        hit, known = np.concatenate(parts, axis=1)
-        recall[key], recall[f"{key} known"] = float(hit.mean()), float(hit[known].mean())
-    return recall, {key: statistics.median(v) for key, v in times.items()}
 
 
 def native_step(model: LightFMRecommender, chunk: pd.DataFrame) -> tuple[float, float, float]:
