@@ -82,3 +82,17 @@ def test_compare_reads_a_csv_path_and_steps_by_time(tmp_path, capsys, explicit_s
                  "--quiet"])
     assert code == 0
     assert "popularity" in capsys.readouterr().out
+
+
+def test_compare_reads_a_step_written_as_a_float_and_refuses_bad_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["compare", "--models", "popularity", "--step", "1e3", "--out", str(out),
+                 "--no-plots", "--quiet"]) == 0
+    assert pd.read_csv(out / "summary.csv").loc[0, "events"] == 20_000
+    capsys.readouterr()
+    assert main(["compare", "--models", "popularity", "--step", "2.5", "--quiet"]) == 2
+    assert "step must be a whole number of events" in capsys.readouterr().err
+    assert main(["compare", "--models", "popularity", "--window", "0", "--quiet"]) == 2
+    assert "--window must be >= 1" in capsys.readouterr().err
+    assert main(["compare", "--models", "popularity", "--resume", "--quiet"]) == 2
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -491,3 +493,133 @@ def test_reports_carry_every_model_and_the_failures(small, tmp_path):
     assert len(events) == 2 * 600 and set(events["model"]) == {"pop", "random"}
     assert {"user", "item", "rank", "hit@5", "cold_user", "cold_item", "pred"} <= \
         set(events.columns)
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+class NanFirst(Popularity):
+    """Popularity whose first item scores NaN for everyone (NaN ranks as -inf)."""
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        scores = super()._score_users(users)
+        scores[:, :1] = np.nan
+        return scores
+
+    def _fallback_scores(self, n_rows: int) -> np.ndarray:
+        return self._score_users(np.zeros(n_rows, dtype=np.int64))
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        scores = np.asarray(super()._score_pairs(users, items), dtype=np.float64)
+        return np.where(items == 0, self.nan_as, scores)
+
+    def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._score_pairs(users, items)
+
+    nan_as = np.nan
+
+
+class MinusInfFirst(NanFirst):
+    """The same scores through the public API, with -inf where NaN was (the reference)."""
+
+    nan_as = -np.inf
+
+
+def test_nan_scores_rank_as_minus_infinity_one_event_per_step():
+    events = pd.DataFrame({"user": list("abcdefghb"), "item": list("xyyyzzwyw")})
+    ranks = {}
+    for step in (1, 2):
+        res = compare({"m": NanFirst()}, Stream(events, step=step, warmup=7), k=2)
+        ranks[step] = res.records["m"].rank.tolist()
+        # the candidates of the last event are x (NaN), y, z, w: its item w ranks second
+        assert ranks[step] == [0.0, 1.0], step
+    stream = Stream(synthetic_stream(n_events=500, n_users=30, n_items=50, seed=4), step=1,
+                    warmup=100)
+    nan_target = stream.items[stream.n_warmup:] == 0
+    for ks in ((10,), (5, 20)):
+        rank = compare({"m": NanFirst()}, stream, ks=ks).records["m"].rank
+        assert np.isinf(rank[nan_target]).all()  # NaN ranks as -inf: never in a top-K list
+        ref = reference_ranks(MinusInfFirst(), stream, max(ks))
+        np.testing.assert_array_equal(rank[~nan_target], ref[~nan_target])
+        assert np.isfinite(rank).sum() > 200
+
+
+def test_a_rating_model_on_a_stream_without_ratings_fails_as_partial_fit_would(small):
+    stream = Stream(small.drop(columns="rating"), step=1)
+    with pytest.raises(ValueError, match="UserMean learns from explicit ratings"):
+        UserMean().partial_fit(small.drop(columns="rating").iloc[:5])
+    with pytest.raises(ValueError, match="UserMean learns from explicit ratings"):
+        replay("mean", UserMean(), stream, ReplayConfig(ks=(10,)))
+    for step in (1, 100):
+        res = compare({"pop": Popularity(), "mean": UserMean()},
+                      Stream(small.drop(columns="rating"), step=step))
+        assert list(res.records) == ["pop"]
+        assert "learns from explicit ratings" in res.failures["mean"]
+
+
+def test_a_whole_number_float_step_is_a_number_of_events(small):
+    assert Stream(small, step=100.0).bounds.tolist() == Stream(small, step=100).bounds.tolist()
+    assert Stream(small, step=np.float64(1e2)).n_steps == 6
+    for bad in (2.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="step must be a whole number of events"):
+            Stream(small, step=bad)
+    assert Stream(small, step=pd.Timedelta("1h")).n_steps == Stream(small, step="1h").n_steps
+
+
+def test_a_warmup_that_leaves_nothing_to_score_is_refused(small):
+    with pytest.raises(ValueError, match="covers all 600 events: nothing is left to score"):
+        Stream(small, warmup=0.9995)
+    assert Stream(small, warmup=0.998).n_scored == 1
+
+
+def test_hits_and_paired_refuse_a_k_above_the_largest_k_of_the_run(small):
+    res = compare({"pop": Popularity(), "random": Random(seed=1)}, Stream(small, step=50),
+                  ks=(5, 10))
+    assert res.hits(10)["pop"].sum() >= res.hits(5)["pop"].sum()
+    with pytest.raises(ValueError, match=r"k=20 is above .* the Ks \[5, 10\]"):
+        res.hits(20)
+    with pytest.raises(ValueError, match=r"k=11 is above .* the Ks \[5, 10\]"):
+        res.paired(11)
+    with pytest.raises(ValueError, match="window must be a positive number of events"):
+        res.curves(window=0)
+
+
+def test_resume_without_a_checkpoint_dir_is_refused(small):
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
+        compare([Popularity()], Stream(small, step=100), resume=True)
+
+
+def test_summary_counts_stay_integers_when_a_model_fails(small, tmp_path):
+    res = compare({"pop": Popularity(), "bad": Failing()}, Stream(small, step=50))
+    assert str(res.summary["events"].dtype) == "Int64"
+    res.write(tmp_path, plots=False)
+    lines = (tmp_path / "summary.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert lines[1].split(",")[header.index("events")] == "600"
+    assert lines[1].split(",")[header.index("warm_events")].isdigit()
+
+
+def test_report_says_why_there_is_no_drift_detection(explicit_stream, tmp_path):
+    res = compare({"mean": UserMean()}, Stream(explicit_stream, step=500), target="rating")
+    assert res.drift is None
+    res.write(tmp_path, plots=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "No ranking target" in report and "River is not installed" not in report
+
+
+class Unpicklable(Popularity):
+    """Popularity holding a lambda (a user callback, say): it cannot go to a worker process
+    that does not fork."""
+
+    def __init__(self, weighted: bool = False) -> None:
+        super().__init__(weighted)
+        self.hook = lambda x: x
+
+
+def test_an_unpicklable_model_fails_alone_in_a_parallel_run(small):
+    stream = Stream(small, step=100)
+    res = compare({"bad": Unpicklable(), "pop": Popularity(), "random": Random(seed=0)},
+                  stream, n_jobs=2, mp_context="spawn")
+    assert list(res.records) == ["pop", "random"]
+    assert "Traceback" in res.failures["bad"] and "pickle" in res.failures["bad"].lower()
+    assert res.summary.set_index("model").loc["bad", "status"] == "failed"
+    assert not multiprocessing.active_children()

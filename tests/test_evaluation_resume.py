@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from recinc_plugins.base import Batch
 from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
 from recinc_plugins.data import synthetic_stream
 from recinc_plugins.evaluation import Stream, compare
+from recinc_plugins.evaluation.prequential import _safe_name
 
 
 class SlowPopularity(Popularity):
@@ -54,7 +56,7 @@ def test_kill_a_worker_and_resume_gives_the_same_numbers(stream, tmp_path):
     run = threading.Thread(target=lambda: box.setdefault("res", compare(
         models, stream, ks=(5, 10), n_jobs=2, checkpoint_dir=tmp_path, checkpoint_every=40)))
     run.start()
-    _wait_for(tmp_path / "slow.state")
+    _wait_for(tmp_path / f"{_safe_name('slow')}.state")
     workers = [p for p in multiprocessing.active_children()
                if p.name == "recinc-compare-slow"]
     assert len(workers) == 1
@@ -108,3 +110,34 @@ def test_a_checkpoint_from_another_stream_is_refused(stream, tmp_path):
     other = Stream(stream.frame, step=20, warmup=200)
     with pytest.raises(ValueError, match="another stream or protocol"):
         compare({"pop": Popularity()}, other, k=10, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_models_whose_names_make_the_same_file_name_keep_their_own_checkpoints(stream,
+                                                                                tmp_path):
+    models = {"pop/a": Popularity(), "pop_a": DecayedPopularity(half_life=100)}
+    full = compare(models, stream, k=10, checkpoint_dir=tmp_path, checkpoint_every=100)
+    assert len(list(tmp_path.glob("*.state"))) == 2
+    resumed = compare(models, stream, k=10, checkpoint_dir=tmp_path, resume=True)
+    for name in models:
+        assert resumed.records[name].resumed_from == stream.n_steps
+        _same_numbers(resumed.records[name], full.records[name])
+    # a state file copied under another model's name is refused, not loaded
+    shutil.copy(tmp_path / f"{_safe_name('pop/a')}.state",
+                tmp_path / f"{_safe_name('pop_a')}.state")
+    with pytest.raises(ValueError, match="written for model 'pop/a', not 'pop_a'"):
+        compare(models, stream, k=10, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_a_checkpoint_of_a_model_with_other_parameters_is_refused(stream, tmp_path):
+    compare({"decayed": DecayedPopularity(half_life=100)}, stream, k=10,
+            checkpoint_dir=tmp_path, checkpoint_every=100)
+    with pytest.raises(ValueError, match=r"model 'decayed' was written with other parameters "
+                                         r"\(half_life: 100 -> 200\)"):
+        compare({"decayed": DecayedPopularity(half_life=200)}, stream, k=10,
+                checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"model 'decayed' was written for a "
+                                         r"recinc_plugins\.baselines.*DecayedPopularity"):
+        compare({"decayed": Popularity()}, stream, k=10, checkpoint_dir=tmp_path, resume=True)
+    resumed = compare({"decayed": DecayedPopularity(half_life=100)}, stream, k=10,
+                      checkpoint_dir=tmp_path, resume=True)
+    assert resumed.records["decayed"].resumed_from == stream.n_steps

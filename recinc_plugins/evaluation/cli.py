@@ -127,6 +127,10 @@ def run_compare(args: argparse.Namespace) -> int:
     from .report import format_summary, protocol_text
     from .stream import Stream
 
+    if args.window is not None and args.window < 1:
+        raise ValueError(f"--window must be >= 1 event, got {args.window}")
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir, the folder to resume from")
     default_run = args.models is None
     if default_run or args.models.strip() == "all":
         names, skipped = _installed_models(DEFAULT_MODELS if default_run else None)

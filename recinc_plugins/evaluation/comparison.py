@@ -65,8 +65,21 @@ class CompareResult:
 
     def hits(self, k: int | None = None) -> dict[str, np.ndarray]:
         """Model -> per-event hit@K (bool) on the scored events, in stream order."""
-        k = self.k if k is None else k
+        k = self._check_k(k)
         return {name: rec.rank < k for name, rec in self.records.items()}
+
+    def _check_k(self, k: int | None) -> int:
+        """``k``, or the headline K; ranks are kept only below the largest K of the run, so a
+        larger one cannot be answered."""
+        if k is None:
+            return self.k
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if k > max(self.config.ks):
+            raise ValueError(f"k={k} is above the largest K of this run: ranks were kept only "
+                             f"for the Ks {list(self.config.ks)} (compare with ks=(..., {k}) "
+                             "to get it)")
+        return int(k)
 
     def events(self) -> pd.DataFrame:
         """Tidy per-event outcomes: one row per model and scored event."""
@@ -102,6 +115,14 @@ class CompareResult:
                 continue
             rows.append(self._summary_row(name, self.records[name]))
         summary = pd.DataFrame(rows)
+        # a failed model's row has no counts: keep the count columns integer (nullable) rather
+        # than let the missing values turn them into floats
+        for col in summary.columns:
+            if col == "events" or col.endswith("_events"):
+                values = summary[col]
+                if values.notna().any() and all(float(v).is_integer()
+                                                for v in values.dropna()):
+                    summary[col] = values.astype("Int64")
         if "error" in summary.columns:
             summary = summary[[c for c in summary.columns if c != "error"] + ["error"]]
         return summary
@@ -115,7 +136,7 @@ class CompareResult:
             for k in config.ks:
                 metrics = event_metrics(rec.rank, k)
                 for metric in _RANKING_METRICS:
-                    row[f"{metric}@{k}"] = float(metrics[metric].mean())
+                    row[f"{metric}@{k}"] = _mean(metrics[metric])
                 r = config.ks.index(k)
                 row[f"coverage@{k}"] = float(rec.recommended[r].sum() / max(stream.n_items, 1))
             hit = rec.rank < k0
@@ -139,12 +160,12 @@ class CompareResult:
         row.update({
             "fit_s": rec.fit_s,
             "update_s": update_s,
-            "update_us_per_event": update_s / n * 1e6,
+            "update_us_per_event": update_s / n * 1e6 if n else float("nan"),
             "score_s": float(rec.score_s.sum()),
             "rec_p50_ms": float(p50), "rec_p95_ms": float(p95), "rec_p99_ms": float(p99),
             "wall_s": rec.wall_s,
             "cpu_s": float(rec.extra.get("cpu_s", float("nan"))),
-            "events_per_s": n / rec.wall_s if rec.wall_s > 0 else float("nan"),
+            "events_per_s": n / rec.wall_s if rec.wall_s > 0 and n else float("nan"),
             "peak_mem_mb": rec.peak_mem_mb,
             "model_mb": rec.model_mb,
         })
@@ -159,7 +180,11 @@ class CompareResult:
         Columns: ``model, metric, event, cumulative, window``.
         """
         n = self.stream.n_scored
-        window = window or max(100, n // 20)
+        if window is None:
+            window = max(100, n // 20)
+        elif isinstance(window, (bool, np.bool_)) or not isinstance(
+                window, (int, np.integer)) or window < 1:
+            raise ValueError(f"window must be a positive number of events, got {window!r}")
         values: dict[str, dict[str, np.ndarray]] = {}
         off = self.stream.n_warmup
         for name, rec in self.records.items():
@@ -181,7 +206,7 @@ class CompareResult:
         :func:`~recinc_plugins.evaluation.paired_tests`)."""
         if not self.config.ranking:
             return paired_tests({})
-        return paired_tests(self.hits(k), **kwargs)
+        return paired_tests(self.hits(self._check_k(k)), **kwargs)
 
     @property
     def drift(self) -> pd.DataFrame | None:
@@ -288,47 +313,70 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
     records: dict[str, ReplayRecord] = {}
     failures: dict[str, str] = {}
     position = 0
-    while queue or running:
-        while queue and len(running) < n_jobs:
-            name, model = queue.pop(0)
-            recv, send = ctx.Pipe(duplex=False)
-            cfg = ReplayConfig(**{**config.__dict__, "progress_position": position})
-            proc = ctx.Process(target=_worker, args=(send, name, model, stream, cfg),
-                               name=f"recinc-compare-{name}", daemon=True)
-            proc.start()
-            send.close()
-            running[recv] = (name, proc, time.monotonic())
-            position += 1
-        timeout = None
-        if hard is not None:
-            timeout = max(0.0, min(t + hard for _, _, t in running.values()) - time.monotonic())
-        ready = wait(list(running), timeout=timeout)
-        if not ready and hard is not None:
-            for conn, (name, proc, started) in list(running.items()):
-                if time.monotonic() - started >= hard:
-                    proc.kill()
-                    proc.join()
-                    failures[name] = (f"TimeoutError: model {name!r} went over its time budget "
-                                      f"of {config.time_budget_s:g} s (worker stopped)")
-                    del running[conn]
-                    conn.close()
-            continue
-        for conn in ready:
-            name, proc, _ = running.pop(conn)
-            try:
-                status, payload = conn.recv()
-            except (EOFError, OSError):
-                proc.join()
-                failures[name] = (f"worker process for {name!r} died without a result "
-                                  f"(exit code {proc.exitcode})")
-            else:
-                proc.join()
-                if status == "ok":
-                    records[name] = payload
-                else:
-                    failures[name] = payload
+    try:
+        while queue or running:
+            while queue and len(running) < n_jobs:
+                name, model = queue.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                cfg = ReplayConfig(**{**config.__dict__, "progress_position": position})
+                proc = ctx.Process(target=_worker, args=(send, name, model, stream, cfg),
+                                   name=f"recinc-compare-{name}", daemon=True)
+                try:
+                    # with forkserver/spawn the model is pickled here: a model that cannot
+                    # be fails alone, the others run
+                    proc.start()
+                except Exception:
+                    failures[name] = traceback.format_exc()
+                    recv.close()
+                    continue
+                finally:
+                    send.close()
+                running[recv] = (name, proc, time.monotonic())
+                position += 1
+            if running:
+                _collect(running, records, failures, hard, config)
+    finally:
+        # on any error (or KeyboardInterrupt) in this loop, leave no worker running
+        for conn, (_, proc, _) in running.items():
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
             conn.close()
     return records, failures
+
+
+def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, ReplayRecord],
+             failures: dict[str, str], hard: float | None, config: ReplayConfig) -> None:
+    """Wait for workers to finish (or to go over their hard time limit) and record them."""
+    timeout = None
+    if hard is not None:
+        timeout = max(0.0, min(t + hard for _, _, t in running.values()) - time.monotonic())
+    ready = wait(list(running), timeout=timeout)
+    if not ready and hard is not None:
+        for conn, (name, proc, started) in list(running.items()):
+            if time.monotonic() - started >= hard:
+                proc.kill()
+                proc.join()
+                failures[name] = (f"TimeoutError: model {name!r} went over its time budget "
+                                  f"of {config.time_budget_s:g} s (worker stopped)")
+                del running[conn]
+                conn.close()
+        return
+    for conn in ready:
+        name, proc, _ = running.pop(conn)
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            proc.join()
+            failures[name] = (f"worker process for {name!r} died without a result "
+                              f"(exit code {proc.exitcode})")
+        else:
+            proc.join()
+            if status == "ok":
+                records[name] = payload
+            else:
+                failures[name] = payload
+        conn.close()
 
 
 def compare(
@@ -383,8 +431,9 @@ def compare(
     time_budget_s
         Stop a model whose replay runs longer than this (it is reported as failed).
     mp_context
-        The multiprocessing start method for ``n_jobs > 1`` (default: forkserver on Linux,
-        spawn elsewhere).
+        The multiprocessing start method for ``n_jobs > 1`` (default on Linux: ``fork`` when
+        no OpenMP/torch library (torch, implicit, LightFM, scikit-learn) has been imported,
+        else ``forkserver``; ``spawn`` elsewhere).
 
     Examples
     --------
@@ -411,6 +460,8 @@ def compare(
         n_jobs = max(1, (multiprocessing.cpu_count() or 1) + 1 + n_jobs)
     if checkpoint_every and not checkpoint_dir:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
+    if resume and not checkpoint_dir:
+        raise ValueError("resume=True needs the checkpoint_dir to resume from")
     if checkpoint_dir and checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
     config = _config(stream, k, ks, target, exclude_seen, clip,
@@ -420,7 +471,7 @@ def compare(
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
-            read_checkpoint(name, stream, config)
+            read_checkpoint(name, stream, config, models[name])
     if n_jobs == 1 or len(models) == 1:
         records, failures = {}, {}
         for name, model in models.items():

@@ -8,8 +8,10 @@ tables filled only when new ids appear, so no DataFrame is built per step.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import re
 import resource
 import sys
 import time
@@ -25,7 +27,7 @@ from .stream import Stream
 
 __all__ = ["ReplayConfig", "ReplayRecord", "replay"]
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2
 _BLOCK_CELLS = 4_000_000  # scores held at once when a step has many users (32 MB of float64)
 
 
@@ -90,7 +92,23 @@ def _rss_mb() -> float:
 
 
 def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+    """A file stem for model ``name``: its safe characters and a short hash of the exact name
+    (so "pop/a" and "pop_a" do not share files)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _model_identity(model: IncrementalRecommender) -> tuple[str, dict[str, str]]:
+    """The model's class and constructor parameters, as a checkpoint records them: each value
+    by its repr (memory addresses dropped), so any parameter can be stored and compared."""
+    cls = type(model)
+    try:
+        params = model.get_params()
+    except Exception as exc:  # a model whose parameters cannot be read back
+        params = {"<get_params>": f"{type(exc).__name__}: {exc}"}
+    return (f"{cls.__module__}.{cls.__qualname__}",
+            {key: re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+             for key, value in sorted(params.items())})
 
 
 class _Replay:
@@ -102,6 +120,7 @@ class _Replay:
         self.model = model
         self.stream = stream
         self.config = config
+        self.identity = _model_identity(model)  # as given: what a resume must agree on
         n_scored = stream.n_scored
         self.table_u = np.full(stream.n_users, -1, dtype=np.int64)
         self.table_i = np.full(stream.n_items, -1, dtype=np.int64)
@@ -464,14 +483,15 @@ class _Replay:
             cand = above.nonzero()[0]
             vals = scores[cand]
         else:
+            # NaN ranks as -inf; np.partition would put it last (above every number), so a
+            # few NaN scores would push the K-th score, and the threshold, too high
+            nan = np.isnan(scores)
+            if nan.any():
+                scores[nan] = -np.inf
             cand = None
             vals = scores
         m = vals.size
         kth = np.partition(vals, m - k)[m - k]
-        if kth != kth:  # NaN sorts last: the row has NaN scores, which rank as -inf
-            np.nan_to_num(scores, copy=False, nan=-np.inf)
-            self.theta = -np.inf
-            return self._cover_one(scores, n, kmax, multi_k, ks, recommended)
         self.theta = kth
         if kth == -np.inf:
             chosen = (vals > kth).nonzero()[0]
@@ -509,6 +529,8 @@ class _Replay:
         self.model.save(folder / model_file)
         state = {
             "version": _CHECKPOINT_VERSION,
+            "name": self.name,
+            "model_class": self.identity[0], "model_params": self.identity[1],
             "stream": self.stream.fingerprint,
             "config": self.config.key(),
             "model_file": model_file,
@@ -530,7 +552,7 @@ class _Replay:
     def try_resume(self) -> bool:
         """Continue from this model's checkpoint if there is one for this stream and protocol."""
         folder, _ = self._paths()
-        state = read_checkpoint(self.name, self.stream, self.config)
+        state = read_checkpoint(self.name, self.stream, self.config, self.identity)
         if state is None:
             return False
         self.model = IncrementalRecommender.load(folder / state["model_file"])
@@ -547,9 +569,12 @@ class _Replay:
         return True
 
 
-def read_checkpoint(name: str, stream: Stream, config: ReplayConfig) -> dict[str, Any] | None:
+def read_checkpoint(name: str, stream: Stream, config: ReplayConfig,
+                    model: IncrementalRecommender | tuple | None = None
+                    ) -> dict[str, Any] | None:
     """The checkpoint state of model ``name`` under ``config.checkpoint_dir`` (None if none);
-    a ValueError if it was written for another stream or protocol."""
+    a ValueError if it was written for another model name, stream or protocol, or (when
+    ``model`` is given) for a model of another class or with other parameters."""
     path = Path(config.checkpoint_dir) / f"{_safe_name(name)}.state"
     if not path.exists():
         return None
@@ -561,6 +586,22 @@ def read_checkpoint(name: str, stream: Stream, config: ReplayConfig) -> dict[str
             f"checkpoint {path} was written for another stream or protocol; remove it or use "
             "another checkpoint_dir"
         )
+    if state.get("name") != name:
+        raise ValueError(f"checkpoint {path} was written for model {state.get('name')!r}, not "
+                         f"{name!r}; remove it or use another checkpoint_dir")
+    if model is not None:
+        cls, params = model if isinstance(model, tuple) else _model_identity(model)
+        if state["model_class"] != cls:
+            raise ValueError(f"checkpoint {path} of model {name!r} was written for a "
+                             f"{state['model_class']}, not a {cls}; remove it or use another "
+                             "checkpoint_dir")
+        old = state["model_params"]
+        diff = [f"{key}: {old.get(key, '<unset>')} -> {params.get(key, '<unset>')}"
+                for key in sorted(set(old) | set(params)) if old.get(key) != params.get(key)]
+        if diff:
+            raise ValueError(f"checkpoint {path} of model {name!r} was written with other "
+                             f"parameters ({'; '.join(diff)}); remove it or use another "
+                             "checkpoint_dir")
     return state
 
 
@@ -570,6 +611,13 @@ def replay(name: str, model: IncrementalRecommender, stream: Stream,
     if not isinstance(model, IncrementalRecommender):
         raise TypeError(f"model {name!r} is a {type(model).__name__}, not an "
                         "IncrementalRecommender")
+    if not model.capabilities.implicit and not stream.has_ratings:
+        # what fit/partial_fit would say: the encoded path the replay learns through does not
+        # validate the interactions itself
+        raise ValueError(
+            f"{type(model).__name__} learns from explicit ratings, but the interactions have "
+            f"no 'rating' column (columns: {list(stream.frame.columns)})"
+        )
     state = _Replay(name, model, stream, config)
     resumed = bool(config.checkpoint_dir) and config.resume and state.try_resume()
     if not resumed:

@@ -75,6 +75,8 @@ def _jsonable(value: Any) -> Any:
         return None if math.isnan(value) or math.isinf(value) else float(value)
     if isinstance(value, np.bool_):
         return bool(value)
+    if value is pd.NA:  # a missing count (nullable integer column)
+        return None
     return value
 
 
@@ -157,7 +159,10 @@ def _markdown(result: CompareResult, paired: pd.DataFrame, drift: pd.DataFrame |
                   tabulate(paired, headers="keys", tablefmt="github", showindex=False,
                            floatfmt=".4g"), ""]
     lines += ["## Drift", ""]
-    if drift is None:
+    if drift is None and not result.config.ranking:
+        lines += [f"No ranking target (target='rating'): no hit@{k} stream, so no drift "
+                  "detection.", ""]
+    elif drift is None:
         lines += ["River is not installed (`pip install 'recinc-plugins[river]'`): no drift "
                   "detection.", ""]
     elif len(drift) == 0:

@@ -28,10 +28,10 @@ class Stream:
     interactions
         Anything :func:`~recinc_plugins.data.validate_interactions` accepts.
     step
-        ``int``: events per step (1 scores every event against a model that has learned every
-        earlier event). A duration (``"1D"``, ``"6h"``, a ``pandas.Timedelta``): one step per
-        time window, windows aligned on the Unix epoch (``"1D"`` steps are UTC days); needs
-        timestamps. Empty windows are skipped.
+        ``int`` (or a whole-number ``float`` such as ``2.0``): events per step (1 scores every
+        event against a model that has learned every earlier event). A duration (``"1D"``,
+        ``"6h"``, a ``pandas.Timedelta``): one step per time window, windows aligned on the Unix
+        epoch (``"1D"`` steps are UTC days); needs timestamps. Empty windows are skipped.
     warmup
         What is learned with ``fit`` before the replay and never scored: an ``int`` number of
         events, a ``float`` fraction of the events in ``[0, 1)``, or a time (``str`` or
@@ -89,6 +89,9 @@ class Stream:
         self.timestamps = (frame["timestamp"].to_numpy("datetime64[ns]").view(np.int64)
                            if "timestamp" in frame else None)
         self.n_warmup = self._resolve_warmup(warmup, n)
+        if self.n_warmup >= n:
+            raise ValueError(f"warmup={warmup!r} covers all {n} events: nothing is left to "
+                             "score (use a smaller warm-up)")
         self.bounds = self._resolve_bounds(step, n)
 
     # -- construction ------------------------------------------------------------------------
@@ -125,6 +128,12 @@ class Stream:
         start = self.n_warmup
         if isinstance(step, (bool, np.bool_)):
             raise ValueError(f"step must be a number of events or a duration, got {step!r}")
+        if isinstance(step, (float, np.floating)):
+            # 2.0 or 1e3 (a CLI "--step 1e3") means events; anything else is not a step size
+            if not np.isfinite(step) or not float(step).is_integer():
+                raise ValueError(f"step must be a whole number of events or a duration like "
+                                 f"'1D', got {step!r}")
+            step = int(step)
         if isinstance(step, (int, np.integer)):
             if step < 1:
                 raise ValueError(f"step must be >= 1 event, got {step}")
