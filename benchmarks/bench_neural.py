@@ -10,7 +10,8 @@ the catalogue (one matrix product), then the step is learned. Prints, for one ev
 1,000-event steps:
 
 - events/s of the model's own work (``_score_users`` + ``_partial_fit_encoded``), with the
-  split between scoring and learning;
+  split between scoring and learning, and for one event per step also with the numpy path of
+  small CPU steps switched off (torch for everything);
 - the same learning work written the usual PyTorch way -- ``nn.Embedding(sparse=True)``
   tables, autograd, ``torch.optim.SparseAdam`` -- as the native reference, and the ratio;
 - bytes per million users and per million items of embedding capacity (weights and optimiser
@@ -149,6 +150,11 @@ def main() -> None:
               f"{ours['score_us']:.0f} us + learn {ours['learn_us']:.0f} us per event); "
               f"learning alone {ours_learn:,.0f}/s vs autograd+SparseAdam {ref:,.0f}/s "
               f"= {ours_learn / ref:.1f}x")
+    torch_only = NeuralRecommender(device="cpu", seed=0)
+    torch_only._numpy_max_rows = torch_only._numpy_max_users = 0  # no numpy path for small steps
+    ours = replay(torch_only, frame, 1)
+    print(f"step     1, torch path only: {ours['events_per_s']:>9,.0f} events/s (score "
+          f"{ours['score_us']:.0f} us + learn {ours['learn_us']:.0f} us per event)")
     per_user, per_item = bytes_per_million(model)
     print(f"capacity (n_factors={model.n_factors}, history={model.history}): "
           f"{per_user / 2**20:,.0f} MiB per million users, "

@@ -114,6 +114,29 @@ def test_save_load_resume_continues_exactly(tmp_path, explicit_stream, loss):
                                   resumed.recommend(users, k=5).items)
 
 
+@pytest.mark.parametrize(("loss", "optimizer"), [("bpr", "auto"), ("bce", "rmsprop"),
+                                                 ("mse", "auto"), ("mse", "adagrad")])
+def test_numpy_path_of_small_cpu_steps_matches_the_torch_path(explicit_stream, loss, optimizer):
+    # one- and few-event steps on a CPU run on numpy views of the tensors; the same math
+    params = dict(SMALL, loss=loss, optimizer=optimizer, seed=6, bias_reg=0.01)
+    fast, slow = NeuralRecommender(**params), NeuralRecommender(**params)
+    slow._numpy_max_rows = slow._numpy_max_users = 0  # always torch
+    steps = np.array_split(np.arange(1200), 600)
+    for model in (fast, slow):
+        for idx in steps:
+            model.partial_fit(explicit_stream.iloc[idx])
+    assert fast._uses_numpy(100, fast._numpy_max_rows)
+    assert not slow._uses_numpy(1, slow._numpy_max_rows)
+    np.testing.assert_allclose(fast.arena_.weight.numpy(), slow.arena_.weight.numpy(),
+                               atol=2e-5)
+    np.testing.assert_allclose(fast.arena_.accum.numpy(), slow.arena_.accum.numpy(),
+                               rtol=1e-4, atol=1e-6)
+    users, items = explicit_stream["user"].iloc[:50], explicit_stream["item"].iloc[:50]
+    np.testing.assert_allclose(fast.score(users, items), slow.score(users, items), atol=1e-4)
+    np.testing.assert_allclose(fast._score_users(np.arange(3)), slow._score_users(np.arange(3)),
+                               atol=1e-4)
+
+
 # -- learning -----------------------------------------------------------------------------------
 
 
@@ -146,6 +169,39 @@ def test_learning_reduces_rating_error_on_a_stream_with_known_structure():
     mae = np.abs(model.score(test["user"], test["item"]) - test["rating"]).mean()
     assert mean_mae > 1.4
     assert mae < 0.7
+
+
+def test_median_calibration_lowers_the_absolute_error_of_skewed_ratings(tmp_path):
+    # each group rates its own items 5 (85%) or 2 (15%) and the others 2 (85%) or 5 (15%):
+    # squared loss learns the means (4.55, 2.45), absolute error is smallest at the medians
+    rng = np.random.default_rng(1)
+    users, items = rng.integers(0, 20, size=3000), rng.integers(0, 10, size=3000)
+    own = (users % 2) == (items % 2)
+    ratings = np.where(own == (rng.random(3000) < 0.85), 5.0, 2.0)
+    frame = pd.DataFrame({"user": users, "item": items, "rating": ratings})
+    errors = {}
+    for calibration in (None, "median"):
+        model = NeuralRecommender(**SMALL, loss="mse", calibration=calibration, seed=0,
+                                  calibration_rate=0.01, calibration_width=0.5)
+        model.fit(frame.iloc[:1])
+        pred = []
+        for idx in np.array_split(np.arange(1, len(frame)), 1000):  # predict, then learn
+            pred.append(np.clip(model.score(users[idx], items[idx]), 1, 5))
+            model.partial_fit(frame.iloc[idx])
+        errors[calibration] = np.abs(np.concatenate(pred) - ratings[1:])[1000:].mean()
+    assert errors[None] > 0.85  # the means: 0.85 * 0.45 + 0.15 * 2.55 = 0.765 at best
+    assert errors["median"] < errors[None] - 0.15
+    assert errors["median"] < 0.7
+    assert np.abs(model.calibration_).max() > 0.5
+    # the offsets are saved; an unknown user's rating is calibrated as well
+    model.save(tmp_path / "model.bin")
+    loaded = NeuralRecommender.load(tmp_path / "model.bin")
+    np.testing.assert_array_equal(loaded.calibration_, model.calibration_)
+    np.testing.assert_array_equal(loaded.score(users[:50], items[:50]),
+                                  model.score(users[:50], items[:50]))
+    row = model._rows("items", model.item_index_.lookup([0]))[0]
+    raw = model.global_mean_ + float(model.arena_.weight[row, -1])
+    assert model.score("nobody", 0) == pytest.approx(float(model._calibrate(np.array([raw]))[0]))
 
 
 def test_predicts_ratings_exactly_for_the_mse_loss(explicit_stream):
@@ -212,10 +268,15 @@ def test_beats_popularity_on_the_start_of_ml100k(ml100k):
     ({"learning_rate": 0}, "learning_rate must be a finite number > 0"),
     ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
     ({"reg": -0.1}, "reg must be a finite number >= 0"),
+    ({"bias_learning_rate": 0}, "bias_learning_rate must be a finite number > 0"),
+    ({"bias_reg": -1}, "bias_reg must be a finite number >= 0"),
     ({"loss": "hinge"}, "loss must be one of 'bpr', 'bce', 'mse', got 'hinge'"),
     ({"negatives": "hard"}, "negatives must be one of 'uniform', 'popularity', 'in-batch'"),
     ({"replay": "fifo"}, "replay must be one of 'reservoir', 'recent'"),
     ({"optimizer": "adam"}, "optimizer must be one of"),
+    ({"calibration": "mean"}, "calibration must be one of 'median'"),
+    ({"calibration": "median"}, "calibration='median' calibrates predicted ratings"),
+    ({"calibration_rate": 0}, "calibration_rate must be a finite number > 0"),
     ({"fallback": "random"}, "fallback must be one of 'newcomer', 'popularity'"),
     ({"hash_buckets": 0}, "hash_buckets must be an integer >= 1"),
     ({"num_threads": 0}, "num_threads must be an integer >= 1"),

@@ -97,6 +97,21 @@ class EmbeddingArena:
         self.accum[rows] = acc
         self.weight.index_add_(0, rows, grads * acc.add(1e-8).rsqrt_().mul_(-lr).unsqueeze(1))
 
+    def step_numpy(self, rows: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """:meth:`step` on a CPU arena with numpy arrays (views of the same storage)."""
+        weight = self.weight.numpy()
+        if self.optimizer == "sgd":
+            weight[rows] -= np.float32(lr) * grads
+            return
+        accum = self.accum.numpy()
+        square = np.square(grads).mean(axis=1)
+        if self.optimizer == "rmsprop":
+            acc = accum[rows] * np.float32(self.beta) + np.float32(1 - self.beta) * square
+        else:
+            acc = accum[rows] + square
+        accum[rows] = acc
+        weight[rows] += grads * (np.float32(-lr) / np.sqrt(acc + np.float32(1e-8)))[:, None]
+
     def to(self, device: torch.device) -> None:
         self.weight = self.weight.to(device)
         self.accum = self.accum.to(device)

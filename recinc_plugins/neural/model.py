@@ -27,7 +27,15 @@ _NEWCOMER_HALF_LIFE = 10_000.0
 _OPTIMIZERS = ("auto", "adagrad", "rmsprop", "sgd")
 # defaults tuned on the first 30,000 events of MovieLens 100K (benchmarks/bench_neural.py)
 _DEFAULT_LR = {"adagrad": 0.1, "rmsprop": 0.005, "sgd": 0.05}
+_CALIBRATIONS = ("median",)
+_CAL_BINS = 1000  # calibration bins each side of zero; predictions beyond share the last one
 _GOLDEN = np.uint64(11400714819323198485)  # 2**64 / golden ratio: Fibonacci hashing
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function of a float32 array, without overflow warnings."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
 
 
 class NeuralRecommender(IncrementalRecommender):
@@ -86,6 +94,19 @@ class NeuralRecommender(IncrementalRecommender):
         accumulator), ``"sgd"``, or ``"auto"``: SGD for ``loss="mse"``, Adagrad otherwise.
     reg
         L2 penalty on the rows a step touches; None: 0.05 for ``"mse"``, 1e-4 otherwise.
+    bias_learning_rate, bias_reg
+        Step size and L2 penalty of the bias column (user and item biases); None: the same as
+        ``learning_rate_`` and ``reg_``. With Adagrad or RMSprop the bias column's step is
+        scaled by ``bias_learning_rate / learning_rate``.
+    calibration
+        ``"median"`` (``loss="mse"`` only): predicted ratings are moved by a learned offset per
+        bin of ``calibration_width`` of the prediction, each learned online by median
+        regression (a step of ``calibration_rate`` towards every rating, made on the model's
+        prediction before the event is learned), so ``score`` estimates the median rating,
+        which minimises absolute error, rather than the mean (lower MAE, higher RMSE).
+        ``recommend`` still ranks by the uncalibrated prediction. None: no calibration.
+    calibration_rate, calibration_width
+        The offsets' step per event and the bin width (rating units).
     init_std
         Standard deviation of the initial embeddings (biases start at zero).
     hash_buckets
@@ -99,7 +120,9 @@ class NeuralRecommender(IncrementalRecommender):
         process-wide torch setting).
     seed
         Seed of the model's generator (initial embeddings, negatives, replay sampling); on a
-        CPU the same seed and events give bit-identical models.
+        CPU the same seed and events give bit-identical models. (On a CPU, small steps run
+        the same math on numpy views of the tensors, faster than torch's per-operation
+        dispatch; they agree with the torch path to float32 rounding, not bit for bit.)
 
     Attributes
     ----------
@@ -113,6 +136,8 @@ class NeuralRecommender(IncrementalRecommender):
         The settings in use once ``"auto"``/None are resolved.
     last_loss_ : float
         Mean training loss of the last step (before its update).
+    calibration_ : numpy.ndarray
+        The calibration offsets, one per bin (zero where unused).
 
     Examples
     --------
@@ -134,6 +159,10 @@ class NeuralRecommender(IncrementalRecommender):
 
     capabilities = Capabilities(explicit=True, implicit=True, update="per-event")
     extra = "torch"
+    # on a CPU, training steps touching at most this many rows, and scoring of at most
+    # _numpy_max_users users, run on numpy views of the same tensors (0: always torch)
+    _numpy_max_rows = 2048
+    _numpy_max_users = 32
 
     def __init__(
         self,
@@ -151,6 +180,11 @@ class NeuralRecommender(IncrementalRecommender):
         learning_rate: float | None = None,
         optimizer: str = "auto",
         reg: float | None = None,
+        bias_learning_rate: float | None = None,
+        bias_reg: float | None = None,
+        calibration: str | None = None,
+        calibration_rate: float = 0.003,
+        calibration_width: float = 0.1,
         init_std: float = 0.1,
         hash_buckets: int | None = None,
         fallback: str = "newcomer",
@@ -172,6 +206,11 @@ class NeuralRecommender(IncrementalRecommender):
         self.learning_rate = learning_rate
         self.optimizer = optimizer
         self.reg = reg
+        self.bias_learning_rate = bias_learning_rate
+        self.bias_reg = bias_reg
+        self.calibration = calibration
+        self.calibration_rate = calibration_rate
+        self.calibration_width = calibration_width
         self.init_std = init_std
         self.hash_buckets = hash_buckets
         self.fallback = fallback
@@ -215,10 +254,21 @@ class NeuralRecommender(IncrementalRecommender):
             positive_float("learning_rate")
         if self.reg is not None:
             positive_float("reg", allow_zero=True)
+        if self.bias_learning_rate is not None:
+            positive_float("bias_learning_rate")
+        if self.bias_reg is not None:
+            positive_float("bias_reg", allow_zero=True)
         positive_float("history_decay")
         if self.history_decay > 1:
             raise ValueError(f"history_decay must be in (0, 1], got {self.history_decay!r}")
         positive_float("init_std", allow_zero=True)
+        positive_float("calibration_rate")
+        positive_float("calibration_width")
+        if self.calibration is not None:
+            choice("calibration", _CALIBRATIONS)
+            if self.loss not in _RATING_LOSSES:
+                raise ValueError(f"calibration={self.calibration!r} calibrates predicted "
+                                 f"ratings: it needs a rating loss, not loss={self.loss!r}")
         choice("loss", _LOSSES)
         choice("negatives", _NEGATIVES)
         choice("replay", _REPLAY)
@@ -233,6 +283,10 @@ class NeuralRecommender(IncrementalRecommender):
                                     else _DEFAULT_LR[self.optimizer_])
         self.reg_ = float(self.reg if self.reg is not None
                           else (0.05 if self.loss in _RATING_LOSSES else 1e-4))
+        self.bias_learning_rate_ = float(self.bias_learning_rate
+                                         if self.bias_learning_rate is not None
+                                         else self.learning_rate_)
+        self.bias_reg_ = float(self.bias_reg if self.bias_reg is not None else self.reg_)
         if self.hash_buckets is not None:
             positive_int("hash_buckets")
         if self.num_threads is not None:
@@ -262,6 +316,7 @@ class NeuralRecommender(IncrementalRecommender):
         if self.num_threads is not None:
             torch.set_num_threads(int(self.num_threads))
         self.device_ = self._resolve_device()
+        self.on_cpu_ = self.device_.type == "cpu"
         self.rng_ = np.random.default_rng(self.seed)
         # the last column is a bias: a score is the dot product of [z, 1] and [q, b], so the
         # whole catalogue is scored by one matrix product
@@ -277,6 +332,7 @@ class NeuralRecommender(IncrementalRecommender):
         self.newcomer_ = np.zeros(0, dtype=np.float64)
         self.newcomer_clock_ = 0.0
         self.last_loss_ = float("nan")
+        self.calibration_ = np.zeros(2 * _CAL_BINS + 1, dtype=np.float64)
 
     def _rows(self, region: str, idx: np.ndarray) -> np.ndarray:
         """Arena rows of dense indices: offset + the index itself, or its hash bucket."""
@@ -348,6 +404,8 @@ class NeuralRecommender(IncrementalRecommender):
             users = batch.users[start:start + size]
             items = batch.items[start:start + size]
             vals = values[start:start + size]
+            if self.calibration is not None:
+                self._learn_calibration(users, items, vals)
             for _ in range(int(self.n_passes)):
                 u, i, v = users, items, vals
                 if self.n_replay and len(self.buffer_):
@@ -358,6 +416,27 @@ class NeuralRecommender(IncrementalRecommender):
                 self.last_loss_ = self._train_step(u, i, v)
             self.buffer_.add(users, items, vals, self.rng_)
             self._remember(users, items)
+
+    def _calibration_bins(self, pred: np.ndarray) -> np.ndarray:
+        bins = np.floor(pred / float(self.calibration_width))
+        return (np.clip(np.nan_to_num(bins), -_CAL_BINS, _CAL_BINS) + _CAL_BINS).astype(np.int64)
+
+    def _calibrate(self, pred: np.ndarray) -> np.ndarray:
+        """Predicted ratings moved by the learned offset of their bin (``calibration``)."""
+        if self.calibration is None:
+            return pred
+        return pred + self.calibration_[self._calibration_bins(pred)]
+
+    def _learn_calibration(self, users: np.ndarray, items: np.ndarray,
+                           ratings: np.ndarray) -> None:
+        """One online median-regression step per event on the offset of the bin of the model's
+        prediction for it (made before the event is learned): the offset moves by
+        ``calibration_rate`` towards the rating, so it converges to the median of the rating
+        minus the prediction among events predicted in that bin."""
+        raw = self._raw_pairs(users, items)
+        bins = self._calibration_bins(raw)
+        step = float(self.calibration_rate) * np.sign(ratings - (raw + self.calibration_[bins]))
+        np.add.at(self.calibration_, bins, step)
 
     def _remember(self, users: np.ndarray, items: np.ndarray) -> None:
         """Append the events to each user's ring of recent items and to the newcomer counts."""
@@ -399,10 +478,15 @@ class NeuralRecommender(IncrementalRecommender):
             return items[self.rng_.integers(0, n, size=(n, k))]
         return self.rng_.integers(0, self.n_items, size=(n, k))
 
+    def _uses_numpy(self, size: int, limit: int) -> bool:
+        """Whether work of ``size`` (rows of a step, users scored) takes the numpy path: on a
+        CPU, small steps (the harness's one-event steps) are a few dozen tiny array operations,
+        where numpy's per-operation cost is a fraction of torch's dispatch; same arithmetic."""
+        return self.on_cpu_ and size <= limit
+
     def _train_step(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> float:
         """One row-wise gradient step on the events; returns their mean loss before it."""
-        dev, arena = self.device_, self.arena_
-        n, width = users.size, arena.dim
+        arena = self.arena_
         ranking = self.loss not in _RATING_LOSSES
         # every row the step reads, in one index: [item, negatives...] per event, then users,
         # then the users' history items
@@ -410,18 +494,99 @@ class NeuralRecommender(IncrementalRecommender):
             item_idx = np.concatenate([items[:, None], self._negatives(items)], axis=1)
         else:
             item_idx = items[:, None]
-        n_cand = item_idx.shape[1]
         parts = [self._rows("items", item_idx.reshape(-1)), self._rows("users", users)]
+        h_w = None
         if self.history:
             h_rows, h_w = self._hist_rows(users, items)
             parts.append(h_rows.reshape(-1))
         rows = np.concatenate(parts)
+        if not self._uses_numpy(rows.size, self._numpy_max_rows):
+            return self._train_step_torch(rows, item_idx.shape[1], h_w, values)
+        n, n_cand, width = users.size, item_idx.shape[1], arena.dim
+        weight = arena.weight.numpy()  # a view: updates below write the tensor's storage
+        emb = weight[rows]
+        n_q = n * n_cand
+        q = emb[:n_q].reshape(n, n_cand, width)
+        zb = emb[n_q:n_q + n]
+        if h_w is not None:
+            y = emb[n_q + n:].reshape(n, -1, width)
+            z = zb + np.matmul(h_w[:, None, :], y)[:, 0]
+        else:
+            z = zb.copy()
+        z[:, -1] = 1.0
+        s = np.matmul(q, z[:, :, None])[:, :, 0]
+        if self.loss == "bpr":
+            x = s[:, :1] - s[:, 1:]
+            loss = float(np.logaddexp(0.0, -x).mean())
+            c = np.empty_like(s)
+            c[:, 1:] = _sigmoid(-x) * (values / np.float32(n_cand - 1))[:, None]
+            c[:, 0] = -c[:, 1:].sum(axis=1)
+        elif self.loss == "bce":
+            loss = float(np.logaddexp(0.0, -s[:, 0]).mean() + np.logaddexp(0.0, s[:, 1:]).mean())
+            c = _sigmoid(s)
+            c[:, 0] -= 1.0
+            c[:, 1:] /= np.float32(n_cand - 1)
+            c *= values[:, None]
+        else:
+            c = s + (zb[:, -1:] + np.float32(self.global_mean_)) - values[:, None]
+            loss = float(np.square(c).mean())
+        dz = np.matmul(c[:, None, :], q)[:, 0]
+        dz[:, -1] = 0.0 if ranking else c[:, 0]
+        grads = [(c[:, :, None] * z[:, None, :]).reshape(n_q, width), dz]
+        if h_w is not None:
+            dz_y = dz.copy()
+            dz_y[:, -1] = 0.0  # history rows carry no bias
+            grads.append((h_w[:, :, None] * dz_y[:, None, :]).reshape(-1, width))
+        grads = np.concatenate(grads)
+        self._regularise(grads, emb)
+        # sum the gradients of repeated rows; the padding row (0) has none. np.add.at is slow
+        # on the rows of a matrix, so it only adds the repeats onto the first occurrences
+        keep = np.flatnonzero(rows)
+        rows, grads = rows[keep], grads[keep]
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        repeat = np.concatenate([[False], ordered[1:] == ordered[:-1]])
+        if not repeat.any():
+            uniq, summed = rows, grads
+        else:
+            first = ~repeat
+            uniq = ordered[first]
+            summed = grads[order[first]]
+            again = np.flatnonzero(repeat)
+            np.add.at(summed, np.cumsum(first)[again] - 1, grads[order[again]])
+        self._scale_bias(summed)
+        arena.step_numpy(uniq, summed, self.learning_rate_)
+        return loss
+
+    def _regularise(self, grads, emb) -> None:
+        """Add the L2 penalty (``bias_reg`` on the bias column) to the gradients in place."""
+        if self.reg_ and self.bias_reg_ == self.reg_:
+            if isinstance(grads, torch.Tensor):
+                grads.add_(emb, alpha=self.reg_)
+            else:
+                grads += np.float32(self.reg_) * emb
+        elif self.reg_ or self.bias_reg_:
+            grads[:, :-1] += float(self.reg_) * emb[:, :-1]
+            grads[:, -1] += float(self.bias_reg_) * emb[:, -1]
+
+    def _scale_bias(self, grads) -> None:
+        """Scale the bias column so that it moves with ``bias_learning_rate``."""
+        if self.bias_learning_rate_ != self.learning_rate_:
+            grads[:, -1] *= self.bias_learning_rate_ / self.learning_rate_
+
+    def _train_step_torch(self, rows: np.ndarray, n_cand: int, h_w: np.ndarray | None,
+                          values: np.ndarray) -> float:
+        """The torch version of :meth:`_train_step` (any device, any step size)."""
+        dev, arena = self.device_, self.arena_
+        width = arena.dim
+        ranking = self.loss not in _RATING_LOSSES
+        n = values.size
         uniq, inverse = np.unique(rows, return_inverse=True)
         emb = arena.weight[torch.from_numpy(rows).to(dev)]
         n_q = n * n_cand
         q = emb[:n_q].view(n, n_cand, width)
         zb = emb[n_q:n_q + n]
-        if self.history:
+        if h_w is not None:
             w = torch.from_numpy(h_w).to(dev)
             y = emb[n_q + n:].view(n, -1, width)
             z = zb + torch.bmm(w.unsqueeze(1), y).squeeze(1)
@@ -449,15 +614,15 @@ class NeuralRecommender(IncrementalRecommender):
         dz = torch.bmm(c.unsqueeze(1), q).squeeze(1)
         dz[:, -1] = 0.0 if ranking else c[:, 0]
         grads = [(c.unsqueeze(2) * z.unsqueeze(1)).view(n_q, width), dz]
-        if self.history:
+        if h_w is not None:
             dz_y = dz.clone()
             dz_y[:, -1] = 0.0  # history rows carry no bias
             grads.append((w.unsqueeze(2) * dz_y.unsqueeze(1)).view(-1, width))
         grads = torch.cat(grads)
-        if self.reg_:
-            grads.add_(emb, alpha=self.reg_)
+        self._regularise(grads, emb)
         summed = torch.zeros((uniq.size, width), dtype=grads.dtype, device=dev)
         summed.index_add_(0, torch.from_numpy(inverse).to(dev), grads)
+        self._scale_bias(summed)
         arena.step(torch.from_numpy(uniq).to(dev), summed, self.learning_rate_)
         return loss
 
@@ -484,8 +649,33 @@ class NeuralRecommender(IncrementalRecommender):
         rows = self._rows("items", np.asarray(items, dtype=np.int64))
         return self.arena_.weight[torch.from_numpy(rows).to(self.device_)]
 
+    def _user_vectors_numpy(self, users: np.ndarray) -> np.ndarray:
+        """:meth:`_user_vectors` on numpy views of a CPU arena."""
+        users = np.asarray(users, dtype=np.int64)
+        weight = self.arena_.weight.numpy()
+        zb = weight[self._rows("users", users)]
+        if not self.history:
+            return zb
+        h_rows, h_w = self._hist_rows(users)
+        return zb + np.matmul(h_w[:, None, :], weight[h_rows])[:, 0]
+
+    def _item_table_numpy(self) -> np.ndarray:
+        if self.hash_buckets is None:
+            start = self.arena_.offset["items"]
+            return self.arena_.weight.numpy()[start:start + self.n_items]
+        return self.arena_.weight.numpy()[self._rows("items", np.arange(self.n_items))]
+
     @torch.no_grad()
     def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if self._uses_numpy(np.size(users), self._numpy_max_users):
+            zb = self._user_vectors_numpy(users)
+            bias = zb[:, -1:] + np.float32(self.global_mean_) \
+                if self.loss in _RATING_LOSSES else None
+            zb[:, -1] = 1.0
+            scores = zb @ self._item_table_numpy().T
+            if bias is not None:
+                scores += bias
+            return scores
         zb = self._user_vectors(users)
         bias = zb[:, -1:] + self.global_mean_ if self.loss in _RATING_LOSSES else None
         zb[:, -1] = 1.0
@@ -515,10 +705,23 @@ class NeuralRecommender(IncrementalRecommender):
             if known.any():
                 rows = torch.from_numpy(self._rows(region, idx[known])).to(self.device_)
                 out[known] += self.arena_.weight[rows, -1].cpu().numpy()
-        return out
+        return self._calibrate(out)
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.loss in _RATING_LOSSES:
+            return self._calibrate(self._raw_pairs(users, items))
+        return self._raw_pairs(users, items)
 
     @torch.no_grad()
-    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _raw_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of pairs of known users and items (uncalibrated predicted ratings)."""
+        if self._uses_numpy(np.size(users), self._numpy_max_rows):
+            zb = self._user_vectors_numpy(users)
+            bias = zb[:, -1] + np.float32(self.global_mean_) \
+                if self.loss in _RATING_LOSSES else 0.0
+            zb[:, -1] = 1.0
+            q = self.arena_.weight.numpy()[self._rows("items", np.asarray(items, np.int64))]
+            return ((zb * q).sum(1) + bias).astype(np.float64)
         zb = self._user_vectors(users)
         bias = zb[:, -1] + self.global_mean_ if self.loss in _RATING_LOSSES else 0.0
         zb[:, -1] = 1.0
@@ -531,4 +734,5 @@ class NeuralRecommender(IncrementalRecommender):
         super()._set_state(state)
         if hasattr(self, "device_"):
             self.device_ = self._resolve_device()
+            self.on_cpu_ = self.device_.type == "cpu"
             self.arena_.to(self.device_)
