@@ -22,7 +22,7 @@ import argparse
 import copy
 
 import pandas as pd
-from _common import clocked, movielens, replay
+from _common import clocked, movielens, print_replay, replay
 
 from recinc_plugins.adapters.lightfm import LightFMRecommender
 
@@ -64,13 +64,7 @@ def main() -> None:
 
     name = "lightfm"
     recall, times = replay(make, frame, args.start, args.step, args.steps)
-    rec_inc, rec_ref = recall["incremental"], recall["refit"]
-    t_inc, t_ref = times["incremental"], times["refit"]
-    print(f"{name}: recall@10 incremental {rec_inc:.4f}, refit every step {rec_ref:.4f} "
-          f"({(rec_inc - rec_ref) / rec_ref:+.1%} relative); known users only "
-          f"{recall['incremental known']:.4f} vs {recall['refit known']:.4f}")
-    print(f"{name}: median time per step: incremental {t_inc * 1e3:7.1f} ms, full refit "
-          f"{t_ref * 1e3:7.1f} ms -> incremental is {t_ref / t_inc:5.1f}x faster")
+    print_replay(name, recall, times)
 
     model = make().fit(frame.iloc[:args.start])
     chunk = frame.iloc[args.start:args.start + args.step]
