@@ -307,7 +307,8 @@ class IncrementalRecommender(abc.ABC):
             self._reset()
 
     def _check_params(self) -> None:
-        """Validate parameters; raise ValueError naming the bad one. Called by ``fit``."""
+        """Validate parameters; raise ValueError naming the bad one. Called before any state is
+        built (by ``fit`` and on first use)."""
 
     def _init_model(self) -> None:
         """Create the model's own (empty) learned state. Called on ``fit`` and first use."""
@@ -410,14 +411,15 @@ class IncrementalRecommender(abc.ABC):
             self.user_index_._truncate(n_users)
             self.item_index_._truncate(n_items)
             raise
-        self._ingest(batch)
-        if len(batch):
-            self._partial_fit(batch)
+        self._ingest_and_learn(batch)
         return self
 
     def _partial_fit_encoded(self, batch: Batch) -> None:
         """Learn a batch already in this model's indices (the harness's fast path)."""
         self._check_batch(batch)
+        self._ingest_and_learn(batch)
+
+    def _ingest_and_learn(self, batch: Batch) -> None:
         self._ingest(batch)
         if len(batch):
             self._partial_fit(batch)
