@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -346,7 +346,22 @@ def _grown(array: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-class RiverBaseline(RiverRanker):
+class _NamedRiver(RiverRanker):
+    """A River reco model built from the adapter's own parameters, which carry River's names."""
+
+    _river_class: ClassVar[str]
+
+    def _check_params(self) -> None:
+        if "n_factors" in self._param_names():
+            _check_n_factors(self.n_factors)
+
+    def _make_model(self) -> Any:
+        # optimisers and initialisers are copied, so every fit starts from the same state
+        cls = getattr(_river().reco, self._river_class)
+        return cls(**copy.deepcopy(self.get_params()))
+
+
+class RiverBaseline(_NamedRiver):
     """River's ``reco.Baseline`` (global mean plus user and item biases), learned per event.
 
     Parameters are those of :class:`river.reco.Baseline`, passed through unchanged; the
@@ -362,6 +377,8 @@ class RiverBaseline(RiverRanker):
     array([['y']], dtype=object)
     """
 
+    _river_class = "Baseline"
+
     def __init__(self, optimizer: Any = None, loss: Any = None, l2: float = 0.0,
                  initializer: Any = None, clip_gradient: float = 1e12,
                  seed: int | None = None) -> None:
@@ -372,18 +389,9 @@ class RiverBaseline(RiverRanker):
         self.clip_gradient = clip_gradient
         self.seed = seed
 
-    def _check_params(self) -> None:
-        pass
-
-    def _make_model(self) -> Any:
-        return _river().reco.Baseline(
-            optimizer=copy.deepcopy(self.optimizer), loss=copy.deepcopy(self.loss), l2=self.l2,
-            initializer=copy.deepcopy(self.initializer), clip_gradient=self.clip_gradient,
-            seed=self.seed,
-        )
 
 
-class RiverBiasedMF(RiverRanker):
+class RiverBiasedMF(_NamedRiver):
     """River's ``reco.BiasedMF`` learned per event, with vectorised scoring and top-k.
 
     Parameters are those of :class:`river.reco.BiasedMF`, passed through unchanged; optimisers
@@ -412,6 +420,8 @@ class RiverBiasedMF(RiverRanker):
     True
     """
 
+    _river_class = "BiasedMF"
+
     def __init__(self, n_factors: int = 10, bias_optimizer: Any = None,
                  latent_optimizer: Any = None, loss: Any = None, l2_bias: float = 0.0,
                  l2_latent: float = 0.0, weight_initializer: Any = None,
@@ -428,21 +438,9 @@ class RiverBiasedMF(RiverRanker):
         self.clip_gradient = clip_gradient
         self.seed = seed
 
-    def _check_params(self) -> None:
-        _check_n_factors(self.n_factors)
-
-    def _make_model(self) -> Any:
-        return _river().reco.BiasedMF(
-            n_factors=self.n_factors, bias_optimizer=copy.deepcopy(self.bias_optimizer),
-            latent_optimizer=copy.deepcopy(self.latent_optimizer), loss=copy.deepcopy(self.loss),
-            l2_bias=self.l2_bias, l2_latent=self.l2_latent,
-            weight_initializer=copy.deepcopy(self.weight_initializer),
-            latent_initializer=copy.deepcopy(self.latent_initializer),
-            clip_gradient=self.clip_gradient, seed=self.seed,
-        )
 
 
-class RiverFunkMF(RiverRanker):
+class RiverFunkMF(_NamedRiver):
     """River's ``reco.FunkMF`` (latent factors only) learned per event, vectorised scoring.
 
     Parameters are those of :class:`river.reco.FunkMF`, passed through unchanged.
@@ -459,6 +457,8 @@ class RiverFunkMF(RiverRanker):
     (1,)
     """
 
+    _river_class = "FunkMF"
+
     def __init__(self, n_factors: int = 10, optimizer: Any = None, loss: Any = None,
                  l2: float = 0.0, initializer: Any = None, clip_gradient: float = 1e12,
                  seed: int | None = None) -> None:
@@ -470,16 +470,6 @@ class RiverFunkMF(RiverRanker):
         self.clip_gradient = clip_gradient
         self.seed = seed
 
-    def _check_params(self) -> None:
-        _check_n_factors(self.n_factors)
-
-    def _make_model(self) -> Any:
-        return _river().reco.FunkMF(
-            n_factors=self.n_factors, optimizer=copy.deepcopy(self.optimizer),
-            loss=copy.deepcopy(self.loss), l2=self.l2,
-            initializer=copy.deepcopy(self.initializer), clip_gradient=self.clip_gradient,
-            seed=self.seed,
-        )
 
 
 def _check_n_factors(n_factors: Any) -> None:
