@@ -71,3 +71,12 @@ def print_replay(name: str, recall: dict, times: dict) -> None:
           f"{recall['incremental known']:.4f} vs {recall['refit known']:.4f}")
     print(f"{name}: median time per step: incremental {t_inc * 1e3:7.1f} ms, full refit "
           f"{t_ref * 1e3:7.1f} ms -> incremental is {t_ref / t_inc:5.1f}x faster")
+
+
+def print_step_overhead(name: str, native_label: str, pairs: list) -> None:
+    """Report the best of repeated ``(ours, ours encoded, native)`` step timings: the least
+    disturbed run of each on a shared machine."""
+    t_ours, t_encoded, t_native = (min(p[j] for p in pairs) for j in range(3))
+    print(f"{name}: one step, {native_label} {t_native * 1e3:6.2f} ms; ours {t_ours * 1e3:6.2f} "
+          f"ms (overhead ratio {t_ours / t_native:4.2f}x), ours on an encoded batch "
+          f"{t_encoded * 1e3:6.2f} ms ({t_encoded / t_native:4.2f}x)")

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from _common import clocked, movielens, print_replay, replay
+from _common import clocked, movielens, print_replay, print_step_overhead, replay
 
 from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, _blas_single_thread
 from recinc_plugins.base import Capabilities, IncrementalRecommender
@@ -271,13 +271,8 @@ def main() -> None:
 
         model = make().fit(frame.iloc[:args.start])
         chunk = frame.iloc[args.start:args.start + args.step]
-        # best of several: the least disturbed run of each on a shared machine
         pairs = [native_step(model, chunk) for _ in range(args.repeat)]
-        t_ours, t_encoded, t_native = (min(p[j] for p in pairs) for j in range(3))
-        print(f"{name}: one step, native implicit on the same prebuilt matrices "
-              f"{t_native * 1e3:6.2f} ms; ours {t_ours * 1e3:6.2f} ms (overhead ratio "
-              f"{t_ours / t_native:4.2f}x), ours on an encoded batch {t_encoded * 1e3:6.2f} ms "
-              f"({t_encoded / t_native:4.2f}x)")
+        print_step_overhead(name, "native implicit on the same prebuilt matrices", pairs)
         t_rec, t_rec_native = recommend_times(model, args.repeat)
         print(f"{name}: top-10 for all {model.n_users} known users: ours {t_rec * 1e3:6.2f} ms, "
               f"implicit's batched recommend {t_rec_native * 1e3:6.2f} ms "

@@ -22,7 +22,7 @@ import argparse
 import copy
 
 import pandas as pd
-from _common import clocked, movielens, print_replay, replay
+from _common import clocked, movielens, print_replay, print_step_overhead, replay
 
 from recinc_plugins.adapters.lightfm import LightFMRecommender
 
@@ -68,13 +68,8 @@ def main() -> None:
 
     model = make().fit(frame.iloc[:args.start])
     chunk = frame.iloc[args.start:args.start + args.step]
-    # best of several: the least disturbed run of each on a shared machine
     pairs = [native_step(model, chunk) for _ in range(args.repeat)]
-    t_ours, t_encoded, t_native = (min(p[j] for p in pairs) for j in range(3))
-    print(f"{name}: one step, LightFM fit_partial on the same prebuilt matrix "
-          f"{t_native * 1e3:6.2f} ms; ours {t_ours * 1e3:6.2f} ms (overhead ratio "
-          f"{t_ours / t_native:4.2f}x), ours on an encoded batch {t_encoded * 1e3:6.2f} ms "
-          f"({t_encoded / t_native:4.2f}x)")
+    print_step_overhead(name, "LightFM fit_partial on the same prebuilt matrix", pairs)
 
 
 if __name__ == "__main__":
