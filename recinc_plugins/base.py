@@ -39,6 +39,13 @@ FORMAT_VERSION = 1
 _MAGIC = b"RECINC\x00M"
 _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 
+#: cold-start policies for unknown users (the ``cold_start`` parameter of the models that take it)
+COLD_STARTS = ("popularity", "newcomer")
+#: "newcomer" counts an event when it is among its user's first ``NEWCOMER_EVENTS`` events...
+NEWCOMER_EVENTS = 50
+#: ...and halves each count every ``NEWCOMER_HALF_LIFE`` events learned after it
+NEWCOMER_HALF_LIFE = 10_000.0
+
 
 class ModelFileError(ValueError):
     """A saved model file is not one, is truncated or corrupt, or is incompatible."""
@@ -60,8 +67,9 @@ class Capabilities:
         ``"touched"`` (work proportional to the touched users' and items' histories),
         ``"refit"`` (retrains on the history, possibly periodically).
     cold_start
-        How unknown users are answered: ``"popularity"`` (the shared, flagged fallback) or
-        ``"features"`` (through side features when given, else popularity).
+        How unknown users can be answered: ``"popularity"`` (the shared, flagged fallback,
+        which models with a ``cold_start`` parameter can switch to ``"newcomer"``) or
+        ``"features"`` (through side features when given, else that fallback).
     side_features
         Accepts user/item side features.
     """
@@ -108,7 +116,8 @@ class Recommendations:
     ``items`` and ``scores`` have one row per user and ``k`` columns, best first. Where fewer
     than ``k`` items could be recommended (a small catalogue, everything seen) the row is padded
     with ``None`` items and NaN scores. ``cold[i]`` is True where user ``i`` was unknown and was
-    answered by the model's cold-start fallback (item popularity).
+    answered by the model's cold-start fallback (item popularity, or what new users pick first
+    under ``cold_start="newcomer"``).
     """
 
     users: np.ndarray
@@ -292,6 +301,7 @@ class IncrementalRecommender(abc.ABC):
 
     def _reset(self) -> None:
         self._check_params()  # first: a bad parameter must leave no half-built state
+        self._check_cold_start()
         self.user_index_ = IdIndex()
         self.item_index_ = IdIndex()
         self.seen_ = GrowingCSR(0, 0, combine="sum", dtype=np.float32)
@@ -299,6 +309,7 @@ class IncrementalRecommender(abc.ABC):
         self.n_events_ = 0
         self.rating_sum_ = 0.0
         self.n_ratings_ = 0
+        self._init_newcomer()
         self._grown = (0, 0)
         self._init_model()
 
@@ -369,6 +380,8 @@ class IncrementalRecommender(abc.ABC):
         if batch.ratings is not None:
             self.rating_sum_ += float(batch.ratings.sum())
             self.n_ratings_ += len(batch)
+        if self._cold_start_policy() == "newcomer":
+            self._count_newcomers(batch.users, batch.items)
 
     def fit(self: Self, interactions: Any) -> Self:
         """Learn from ``interactions`` from scratch, forgetting everything learned before.
@@ -454,8 +467,63 @@ class IncrementalRecommender(abc.ABC):
         return caps.explicit and not caps.implicit and self.n_ratings_ > 0
 
     def _fallback_scores(self, n_rows: int) -> np.ndarray:
-        """Cold-start scores for unknown users: item popularity, one row per unknown user."""
+        """Cold-start scores for unknown users, one row per unknown user: item popularity, or
+        under ``cold_start="newcomer"`` the newcomer counts (ties broken by popularity)."""
+        if self._cold_start_policy() == "newcomer":
+            n_items = self.item_counts_.size
+            newcomer = _grown_to(self.newcomer_, n_items)[:n_items]
+            scores = newcomer * 2.0 ** -self.newcomer_clock_
+            scores = scores + 1e-6 * self.item_counts_ / max(self.n_events_, 1)
+            return np.broadcast_to(scores, (n_rows, scores.size))
         return np.broadcast_to(self.item_counts_, (n_rows, self.item_counts_.size))
+
+    # -- cold start -------------------------------------------------------------------------
+
+    def _cold_start_policy(self) -> str:
+        """How unknown users are answered: the ``cold_start`` parameter where the model has one."""
+        return getattr(self, "cold_start", "popularity")
+
+    def _check_cold_start(self) -> None:
+        policy = self._cold_start_policy()
+        if not isinstance(policy, str) or policy not in COLD_STARTS:
+            name = "cold_start" if hasattr(self, "cold_start") else "the cold-start policy"
+            raise ValueError(f"{name} must be one of {list(COLD_STARTS)}, got {policy!r}")
+
+    def _init_newcomer(self) -> None:
+        #: events learned per user, and the decayed count of each item among users' first
+        #: NEWCOMER_EVENTS events, stored scaled by 2 ** newcomer_clock_ (one decay per event)
+        self.user_events_ = np.zeros(0, dtype=np.int64)
+        self.newcomer_ = np.zeros(0, dtype=np.float64)
+        self.newcomer_clock_ = 0.0
+
+    def _count_newcomers(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Update the newcomer counts with events in the order given (each event decays the
+        counts before it by one event's worth of ``NEWCOMER_HALF_LIFE``)."""
+        n = users.size
+        # grown here, not in _sync_size, so that a policy switched on by set_params also works
+        self.user_events_ = _grown_to(self.user_events_, self.n_users)
+        self.newcomer_ = _grown_to(self.newcomer_, self.n_items)
+        if n == 1:
+            u = int(users[0])
+            ordinal = self.user_events_[u : u + 1].copy()
+            self.user_events_[u] += 1
+        else:
+            order = np.argsort(users, kind="stable")
+            sorted_users = users[order]
+            uniq, first, counts = np.unique(sorted_users, return_index=True, return_counts=True)
+            ordinal = np.empty(n, dtype=np.int64)
+            ordinal[order] = self.user_events_[sorted_users] + (
+                np.arange(n) - np.repeat(first, counts))
+            self.user_events_[uniq] += counts
+        clock = self.newcomer_clock_
+        if clock + n / NEWCOMER_HALF_LIFE > 500:  # keep 2 ** clock finite: rescale the counts
+            self.newcomer_ *= 2.0 ** -clock
+            clock = 0.0
+        early = np.flatnonzero(ordinal < NEWCOMER_EVENTS)
+        if early.size:
+            weights = 2.0 ** (clock + (early + 1) / NEWCOMER_HALF_LIFE)
+            np.add.at(self.newcomer_, items[early], weights)
+        self.newcomer_clock_ = clock + n / NEWCOMER_HALF_LIFE
 
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores for pairs with an unknown user or item (index -1)."""
@@ -575,6 +643,10 @@ class IncrementalRecommender(abc.ABC):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "user_index_" in state and "newcomer_" not in state:
+            # a file from before the cold-start policies: newcomer counts start from here
+            self._init_newcomer()
+            self.user_events_ = np.asarray(self.seen_.tocsr().sum(axis=1), dtype=np.int64).ravel()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (parameters, learned state, id maps) to one versioned file.
@@ -659,6 +731,16 @@ class IncrementalRecommender(abc.ABC):
         model = target(**content["params"])
         model._set_state(content["state"])
         return model
+
+
+def _grown_to(values: np.ndarray, size: int) -> np.ndarray:
+    """``values`` zero-padded to at least ``size`` (capacity doubles, so growing one at a time
+    costs amortised O(1)); returned as is when already that long."""
+    if values.size >= size:
+        return values
+    grown = np.zeros(max(size, 2 * values.size), dtype=values.dtype)
+    grown[: values.size] = values
+    return grown
 
 
 def _library_versions() -> dict[str, str]:

@@ -17,6 +17,11 @@ class Popularity(IncrementalRecommender):
     ----------
     weighted
         Count each event by its ``weight`` (or ``rating``) instead of once.
+    cold_start
+        How unknown users are answered: ``"popularity"`` (the same all-time counts as known
+        users) or ``"newcomer"`` (what new users picked first lately, as the factor adapters
+        do by default). ``Popularity(cold_start="newcomer")`` shows how much of a model's lead
+        over popularity comes from its cold-start policy alone.
 
     Examples
     --------
@@ -34,8 +39,9 @@ class Popularity(IncrementalRecommender):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event")
 
-    def __init__(self, weighted: bool = False) -> None:
+    def __init__(self, weighted: bool = False, cold_start: str = "popularity") -> None:
         self.weighted = weighted
+        self.cold_start = cold_start
 
     def _init_model(self) -> None:
         self.popularity_ = np.zeros(0, dtype=np.float64)
@@ -57,6 +63,8 @@ class Popularity(IncrementalRecommender):
         return self.popularity_[items]
 
     def _fallback_scores(self, n_rows: int) -> np.ndarray:
+        if self.cold_start == "newcomer":
+            return super()._fallback_scores(n_rows)
         return self._score_users(np.zeros(n_rows, dtype=np.int64))
 
 

@@ -237,7 +237,7 @@ def test_unknown_users_get_what_newcomers_took_lately():
     newcomers = pd.DataFrame({"user": [f"n{k}" for k in range(60)], "item": ["starter"] * 60})
     frame = pd.concat([veteran, newcomers], ignore_index=True)
     newcomer = NeuralRecommender(**SMALL, seed=0).fit(frame)
-    popularity = NeuralRecommender(**SMALL, fallback="popularity", seed=0).fit(frame)
+    popularity = NeuralRecommender(**SMALL, cold_start="popularity", seed=0).fit(frame)
     recs = newcomer.recommend("someone-new", k=1)
     assert recs.cold.tolist() == [True] and recs.items[0, 0] == "starter"
     assert popularity.recommend("someone-new", k=1).items[0, 0] == "old-hit"
@@ -277,7 +277,7 @@ def test_beats_popularity_on_the_start_of_ml100k(ml100k):
     ({"calibration": "mean"}, "calibration must be one of 'median'"),
     ({"calibration": "median"}, "calibration='median' calibrates predicted ratings"),
     ({"calibration_rate": 0}, "calibration_rate must be a finite number > 0"),
-    ({"fallback": "random"}, "fallback must be one of 'newcomer', 'popularity'"),
+    ({"cold_start": "random"}, r"cold_start must be one of \['popularity', 'newcomer'\]"),
     ({"hash_buckets": 0}, "hash_buckets must be an integer >= 1"),
     ({"num_threads": 0}, "num_threads must be an integer >= 1"),
     ({"seed": "x"}, "seed must be an integer or None"),

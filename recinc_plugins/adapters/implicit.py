@@ -269,6 +269,10 @@ class ImplicitALS(_ImplicitMF):
     use_gpu
         Run full fits on implicit's CUDA implementation (needs a CUDA build of implicit); the
         touched-row updates and scoring stay on the CPU model.
+    cold_start
+        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
+        items by how often they were among new users' first 50 events lately (half-life 10,000
+        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
     num_threads
         Threads for implicit (0: all cores).
     random_state
@@ -310,6 +314,7 @@ class ImplicitALS(_ImplicitMF):
         refresh_passes: int = 1,
         refit_every: int | None = None,
         use_gpu: bool = False,
+        cold_start: str = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -321,6 +326,7 @@ class ImplicitALS(_ImplicitMF):
         self.refresh_passes = refresh_passes
         self.refit_every = refit_every
         self.use_gpu = use_gpu
+        self.cold_start = cold_start
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -419,6 +425,10 @@ class ImplicitBPR(_WarmStarted):
         Passed to implicit: resample negatives the user has liked.
     use_gpu
         Run fits on implicit's CUDA implementation (needs a CUDA build of implicit).
+    cold_start
+        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
+        items by how often they were among new users' first 50 events lately (half-life 10,000
+        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
     num_threads
         Threads for implicit (0: all cores; more than one makes SGD non-deterministic).
     random_state
@@ -456,6 +466,7 @@ class ImplicitBPR(_WarmStarted):
         update_on: str = "all",
         verify_negative_samples: bool = True,
         use_gpu: bool = False,
+        cold_start: str = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -467,6 +478,7 @@ class ImplicitBPR(_WarmStarted):
         self.update_on = update_on
         self.verify_negative_samples = verify_negative_samples
         self.use_gpu = use_gpu
+        self.cold_start = cold_start
         self.num_threads = num_threads
         self.random_state = random_state
 
@@ -527,6 +539,10 @@ class ImplicitLMF(_WarmStarted):
         ``"all"`` (the whole history) or ``"touched"`` (rows of users in the new events).
     neg_prop
         Negative samples per positive.
+    cold_start
+        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
+        items by how often they were among new users' first 50 events lately (half-life 10,000
+        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
     num_threads
         Threads for implicit (0: all cores).
     random_state
@@ -565,6 +581,7 @@ class ImplicitLMF(_WarmStarted):
         update_iterations: int = 2,
         update_on: str = "all",
         neg_prop: int = 30,
+        cold_start: str = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -577,6 +594,7 @@ class ImplicitLMF(_WarmStarted):
         self.update_iterations = update_iterations
         self.update_on = update_on
         self.neg_prop = neg_prop
+        self.cold_start = cold_start
         self.num_threads = num_threads
         self.random_state = random_state
 

@@ -155,6 +155,11 @@ class LightFMRecommender(IncrementalRecommender):
     use_weights
         Pass event strengths (``weight`` / ``rating``) to LightFM as ``sample_weight``
         (not possible with warp-kos); otherwise every event counts once.
+    cold_start
+        How users unknown to the model are answered when no side features place them
+        (flagged ``cold``): ``"newcomer"`` ranks items by how often they were among new users'
+        first 50 events lately (half-life 10,000 events), ``"popularity"`` by all-time counts.
+        See ``docs/protocol.md``.
     num_threads
         Threads for LightFM's training (OpenMP).
     random_state
@@ -203,6 +208,7 @@ class LightFMRecommender(IncrementalRecommender):
         fit_epochs: int = 10,
         replay: float = 1.0,
         use_weights: bool = False,
+        cold_start: str = "newcomer",
         num_threads: int = 1,
         random_state: int | None = None,
     ) -> None:
@@ -221,6 +227,7 @@ class LightFMRecommender(IncrementalRecommender):
         self.fit_epochs = fit_epochs
         self.replay = replay
         self.use_weights = use_weights
+        self.cold_start = cold_start
         self.num_threads = num_threads
         self.random_state = random_state
 

@@ -20,10 +20,6 @@ _LOSSES = ("bpr", "bce", "mse")
 _RATING_LOSSES = ("mse",)
 _NEGATIVES = ("uniform", "popularity", "in-batch")
 _REPLAY = ("reservoir", "recent")
-_FALLBACKS = ("newcomer", "popularity")
-# newcomer popularity: events among a user's first _NEWCOMER_EVENTS, half-life in events
-_NEWCOMER_EVENTS = 50
-_NEWCOMER_HALF_LIFE = 10_000.0
 _OPTIMIZERS = ("auto", "adagrad", "rmsprop", "sgd")
 # defaults tuned on the first 30,000 events of MovieLens 100K (benchmarks/bench_neural.py)
 _DEFAULT_LR = {"adagrad": 0.1, "rmsprop": 0.005, "sgd": 0.05}
@@ -113,6 +109,10 @@ class NeuralRecommender(IncrementalRecommender):
         If given, users and items are hashed into this many rows each (the hashing trick), so
         the tables stay a fixed size whatever the id space; colliding ids share a row. The id
         maps and the seen-items matrix of the base class still grow with the ids.
+    cold_start
+        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
+        items by how often they were among new users' first 50 events lately (half-life 10,000
+        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_threads
@@ -187,7 +187,7 @@ class NeuralRecommender(IncrementalRecommender):
         calibration_width: float = 0.1,
         init_std: float = 0.1,
         hash_buckets: int | None = None,
-        fallback: str = "newcomer",
+        cold_start: str = "newcomer",
         device: str = "auto",
         num_threads: int | None = None,
         seed: int | None = None,
@@ -213,7 +213,7 @@ class NeuralRecommender(IncrementalRecommender):
         self.calibration_width = calibration_width
         self.init_std = init_std
         self.hash_buckets = hash_buckets
-        self.fallback = fallback
+        self.cold_start = cold_start
         self.device = device
         self.num_threads = num_threads
         self.seed = seed
@@ -273,7 +273,6 @@ class NeuralRecommender(IncrementalRecommender):
         choice("negatives", _NEGATIVES)
         choice("replay", _REPLAY)
         choice("optimizer", _OPTIMIZERS)
-        choice("fallback", _FALLBACKS)
         # resolved settings: plain SGD suits regression (Adagrad's shrinking steps slow the
         # bias terms), row-wise Adagrad suits sampled ranking losses
         self.optimizer_ = self.optimizer
@@ -327,10 +326,6 @@ class NeuralRecommender(IncrementalRecommender):
         self._decay_table = float(self.history_decay) ** np.arange(max(int(self.history), 1))
         self.hist_count_ = np.zeros(0, dtype=np.int64)
         self.buffer_ = ReplayBuffer(int(self.replay_size), self.replay)
-        # newcomer popularity, kept scaled by 2 ** (events / half-life) so that a step only
-        # touches its own items; the scale is rebased before it overflows
-        self.newcomer_ = np.zeros(0, dtype=np.float64)
-        self.newcomer_clock_ = 0.0
         self.last_loss_ = float("nan")
         self.calibration_ = np.zeros(2 * _CAL_BINS + 1, dtype=np.float64)
 
@@ -367,10 +362,6 @@ class NeuralRecommender(IncrementalRecommender):
         if self.history:
             sizes["history"] = n_items
         self.arena_.grow(sizes, self.rng_)
-        if self.n_items > self.newcomer_.size:
-            grown = np.zeros(max(self.n_items, 2 * self.newcomer_.size), dtype=np.float64)
-            grown[: self.newcomer_.size] = self.newcomer_
-            self.newcomer_ = grown
         if self.n_users > self.hist_.shape[0]:
             cap = max(self.n_users, 2 * self.hist_.shape[0], 16)
             hist = np.zeros((cap, self.hist_.shape[1]), dtype=np.int64)
@@ -439,36 +430,23 @@ class NeuralRecommender(IncrementalRecommender):
         np.add.at(self.calibration_, bins, step)
 
     def _remember(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Append the events to each user's ring of recent items and to the newcomer counts."""
+        """Append the events to each user's ring of recent items."""
         length = self.hist_.shape[1]
         if users.size == 1:
             u = int(users[0])
-            ordinal = self.hist_count_[u : u + 1].copy()
             if self.history:
-                self.hist_[u, ordinal[0] % length] = items[0] + 1
+                self.hist_[u, self.hist_count_[u] % length] = items[0] + 1
             self.hist_count_[u] += 1
         else:
             order = np.argsort(users, kind="stable")
             us, its = users[order], items[order]
             uniq, first, counts = np.unique(us, return_index=True, return_counts=True)
             rank = np.arange(us.size) - np.repeat(first, counts)
-            ordinal = np.empty(users.size, dtype=np.int64)
-            ordinal[order] = self.hist_count_[us] + rank
             if self.history:
                 keep = rank >= np.repeat(counts, counts) - length  # only the last ones remain
                 pos = (self.hist_count_[us] + rank) % length
                 self.hist_[us[keep], pos[keep]] = its[keep] + 1
             self.hist_count_[uniq] += counts
-        early = ordinal < _NEWCOMER_EVENTS
-        if early.any():
-            clock = self.newcomer_clock_ + users.size / _NEWCOMER_HALF_LIFE
-            if clock > 500:
-                self.newcomer_ *= 2.0 ** -clock
-                clock = 0.0
-            self.newcomer_clock_ = clock
-            np.add.at(self.newcomer_, items[early], 2.0 ** clock)
-        else:
-            self.newcomer_clock_ += users.size / _NEWCOMER_HALF_LIFE
 
     def _negatives(self, items: np.ndarray) -> np.ndarray:
         n, k = items.size, int(self.n_negatives)
@@ -683,15 +661,6 @@ class NeuralRecommender(IncrementalRecommender):
         if bias is not None:
             scores += bias
         return scores.cpu().numpy()
-
-    def _fallback_scores(self, n_rows: int) -> np.ndarray:
-        """Cold-start scores for unknown users: with ``fallback="newcomer"``, how often each
-        item was among other users' first events lately; ties broken by all-time counts."""
-        if self.fallback == "popularity":
-            return super()._fallback_scores(n_rows)
-        newcomer = self.newcomer_[: self.n_items] * 2.0 ** -self.newcomer_clock_
-        scores = newcomer + 1e-6 * self.item_counts_ / max(self.n_events_, 1)
-        return np.broadcast_to(scores, (n_rows, scores.size))
 
     @torch.no_grad()
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
