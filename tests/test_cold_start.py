@@ -13,9 +13,9 @@ pytest.importorskip("implicit")
 pytest.importorskip("lightfm")
 pytest.importorskip("torch")
 
-from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, ImplicitLMF  # noqa: E402
-from recinc_plugins.adapters.lightfm import LightFMRecommender  # noqa: E402
-from recinc_plugins.neural import NeuralRecommender  # noqa: E402
+from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, ImplicitLMF
+from recinc_plugins.adapters.lightfm import LightFMRecommender
+from recinc_plugins.neural import NeuralRecommender
 
 SMALL = {"num_threads": 1}
 MODELS = [
