@@ -18,6 +18,8 @@ the catalogue (one matrix product), then the step is learned. Prints, for one ev
   state), measured on an arena grown to 100,000 ids and scaled.
 
 Threads: one torch thread unless ``--threads`` says otherwise (the machine is shared).
+``--device cuda`` runs the model and the autograd reference on the GPU (timings then include
+waiting for the GPU to finish each run).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def load(n_events: int) -> tuple[pd.DataFrame, str]:
     return frame.iloc[order[:n_events]].reset_index(drop=True), name
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def replay(model: NeuralRecommender, frame: pd.DataFrame, step: int) -> dict[str, float]:
     """Score-then-learn over ``frame``; the model's time only (ids encoded up front)."""
     users = pd.factorize(frame["user"])[0].astype(np.int64)
@@ -63,6 +70,7 @@ def replay(model: NeuralRecommender, frame: pd.DataFrame, step: int) -> dict[str
         model.user_index_.add(u)
         model.item_index_.add(i)
         model._partial_fit_encoded(Batch(users=u, items=i))
+        _sync(model.device_)
         t_score += t1 - t0
         t_learn += time.perf_counter() - t1
     n = len(frame)
@@ -73,20 +81,23 @@ def replay(model: NeuralRecommender, frame: pd.DataFrame, step: int) -> dict[str
 class AutogradReference(torch.nn.Module):
     """The same model and step written with nn.Embedding(sparse=True), autograd, SparseAdam."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, history: int) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, history: int,
+                 device: torch.device) -> None:
         super().__init__()
         self.users = torch.nn.Embedding(n_users, dim, sparse=True)
         self.items = torch.nn.Embedding(n_items + 1, dim, sparse=True, padding_idx=n_items)
         self.hist = torch.nn.Embedding(n_items + 1, dim, sparse=True, padding_idx=n_items)
         self.bias = torch.nn.Embedding(n_items + 1, 1, sparse=True, padding_idx=n_items)
+        self.to(device)
+        self.device = device
         self.opt = torch.optim.SparseAdam(list(self.parameters()), lr=0.01)
         self.history = np.full((n_users, history), n_items)
         self.count = np.zeros(n_users, dtype=np.int64)
         self.n_items = n_items
 
     def learn(self, u: np.ndarray, i: np.ndarray, neg: np.ndarray, n_new: int) -> None:
-        ut, it, nt = torch.from_numpy(u), torch.from_numpy(i), torch.from_numpy(neg)
-        ht = torch.from_numpy(self.history[u])
+        ut, it, nt, ht = (torch.from_numpy(a).to(self.device)
+                          for a in (u, i, neg, self.history[u]))
         z = self.users(ut) + self.hist(ht).mean(1)
         pos = (z * self.items(it)).sum(1) + self.bias(it)[:, 0]
         negs = torch.bmm(self.items(nt), z.unsqueeze(2)).squeeze(2) + self.bias(nt)[..., 0]
@@ -105,7 +116,7 @@ def reference(frame: pd.DataFrame, step: int, model: NeuralRecommender) -> float
     users = pd.factorize(frame["user"])[0].astype(np.int64)
     items = pd.factorize(frame["item"])[0].astype(np.int64)
     ref = AutogradReference(int(users.max()) + 1, int(items.max()) + 1, model.n_factors,
-                            model.history)
+                            model.history, model.device_)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for s in range(0, len(frame), step):
@@ -115,6 +126,7 @@ def reference(frame: pd.DataFrame, step: int, model: NeuralRecommender) -> float
             u, i = np.concatenate([u, users[pick]]), np.concatenate([i, items[pick]])
         neg = rng.integers(0, int(items[: s + step].max()) + 1, size=(u.size, model.n_negatives))
         ref.learn(u, i, neg, min(step, len(frame) - s))
+    _sync(model.device_)
     return len(frame) / (time.perf_counter() - t0)
 
 
@@ -135,13 +147,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     frame, name = load(args.events)
     print(f"{name}: first {len(frame):,} events, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores")
-    model = NeuralRecommender(device="cpu", seed=0)
+          f"{os.cpu_count()} cores, device {args.device}")
+    model = NeuralRecommender(device=args.device, seed=0)
     for step in (1, 1000):
         ours = replay(model, frame, step)
         ref = reference(frame, step, model)
@@ -150,7 +163,7 @@ def main() -> None:
               f"{ours['score_us']:.0f} us + learn {ours['learn_us']:.0f} us per event); "
               f"learning alone {ours_learn:,.0f}/s vs autograd+SparseAdam {ref:,.0f}/s "
               f"= {ours_learn / ref:.1f}x")
-    torch_only = NeuralRecommender(device="cpu", seed=0)
+    torch_only = NeuralRecommender(device=args.device, seed=0)
     torch_only._numpy_max_rows = torch_only._numpy_max_users = 0  # no numpy path for small steps
     ours = replay(torch_only, frame, 1)
     print(f"step     1, torch path only: {ours['events_per_s']:>9,.0f} events/s (score "

@@ -34,17 +34,17 @@ RANKING_ADAPTERS = ("implicit-als", "implicit-bpr", "lightfm", "river-biasedmf",
 RATING_ADAPTERS = ("river-biasedmf",)
 
 
-def models_for(target: str, include_all: bool) -> dict:
+def models_for(target: str, include_all: bool, device: str = "cpu") -> dict:
     if target == "rating":
         # the rating settings tried best on ml-100k (docs/neural.md): squared loss, and the
         # same model with its ratings moved to the online median per prediction bin
-        rating = dict(loss="mse", n_factors=32, history_decay=1.0, device="cpu", num_threads=1,
+        rating = dict(loss="mse", n_factors=32, history_decay=1.0, device=device, num_threads=1,
                       seed=0)
         models = {"neural-mse-median": NeuralRecommender(**rating, calibration="median"),
                   "neural-mse": NeuralRecommender(**rating)}
         names = RATING_ADAPTERS
     else:
-        models = {"neural": NeuralRecommender(device="cpu", num_threads=1, seed=0),
+        models = {"neural": NeuralRecommender(device=device, num_threads=1, seed=0),
                   "popularity": Popularity()}
         names = RANKING_ADAPTERS
     if include_all:
@@ -61,11 +61,13 @@ def main() -> None:
     parser.add_argument("--target", choices=("ranking", "rating"), default="ranking")
     parser.add_argument("--all", action="store_true", help="add the installed adapters")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--device", default="cpu",
+                        help="where the neural model runs: cpu, cuda or cuda:N")
     parser.add_argument("--out", default=None, help="report folder (default: a temp folder)")
     args = parser.parse_args()
 
     frame = load_dataset("ml-100k", download=False)
-    models = models_for(args.target, args.all)
+    models = models_for(args.target, args.all, args.device)
     result = compare(models, Stream(frame, step=args.step), k=10, target=args.target,
                      clip=(1, 5) if args.target == "rating" else None, n_jobs=args.jobs,
                      progress=True)
