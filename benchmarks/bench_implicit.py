@@ -10,7 +10,8 @@ two ways from the same starting model:
 - refit: a new model fitted from scratch on everything so far after each step.
 
 It prints recall@10 of both (every event scored before its step is learned, unknown users
-answered by the shared popularity fallback), the median time per step of each, and the ratio.
+answered by the model's cold-start fallback, the same counts in both), the median time per
+step of each, and the ratio.
 It then times one step of our ``partial_fit`` against the same native implicit calls on the
 same, prebuilt matrices (``partial_fit_users`` + ``partial_fit_items``; BPR's warm ``fit``),
 so the difference is the adapter's overhead: validation, id maps, growth, matrix upkeep.
