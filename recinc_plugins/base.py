@@ -396,6 +396,7 @@ class IncrementalRecommender(abc.ABC):
             self._reset()
             batch = self._encode(frame)
             self._check_batch(batch)
+            self._prepare(batch)
             self._ingest(batch)
             if len(batch):
                 self._fit(batch)
@@ -418,19 +419,25 @@ class IncrementalRecommender(abc.ABC):
         self._ensure_state()
         n_users, n_items = len(self.user_index_), len(self.item_index_)
         batch = self._encode(frame)
-        try:
-            self._check_batch(batch)
-        except BaseException:
-            self.user_index_._truncate(n_users)
-            self.item_index_._truncate(n_items)
-            raise
+        self._check_and_prepare(batch, n_users, n_items)
         self._ingest_and_learn(batch)
         return self
 
     def _partial_fit_encoded(self, batch: Batch) -> None:
         """Learn a batch already in this model's indices (the harness's fast path)."""
-        self._check_batch(batch)
+        self._check_and_prepare(batch, *self._grown)
         self._ingest_and_learn(batch)
+
+    def _check_and_prepare(self, batch: Batch, n_users: int, n_items: int) -> None:
+        """``_check_batch`` then ``_prepare``; if either raises, the ids the batch added to the
+        id maps (beyond ``n_users``/``n_items``) are forgotten, so nothing has changed."""
+        try:
+            self._check_batch(batch)
+            self._prepare(batch)
+        except BaseException:
+            self.user_index_._truncate(n_users)
+            self.item_index_._truncate(n_items)
+            raise
 
     def _ingest_and_learn(self, batch: Batch) -> None:
         self._ingest(batch)
@@ -439,6 +446,11 @@ class IncrementalRecommender(abc.ABC):
 
     def _check_batch(self, batch: Batch) -> None:
         """Refuse a batch the model cannot learn, before any state changes (raise ValueError)."""
+
+    def _prepare(self, batch: Batch) -> None:
+        """Do the part of learning ``batch`` that can fail, before any state changes (say, train
+        a replacement model and keep it for ``_fit``/``_partial_fit`` to install). Called after
+        ``_check_batch`` with the same guarantee: if it raises, the model is unchanged."""
 
     @abc.abstractmethod
     def _grow(self, n_users: int, n_items: int) -> None:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recinc_plugins import IncrementalRecommender, ModelFileError, make
-from recinc_plugins.base import top_k
+from recinc_plugins.base import Batch, top_k
 from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
 
 BASELINES = [Popularity(), DecayedPopularity(half_life=200), DecayedPopularity(half_life="1h"),
@@ -278,3 +278,31 @@ def test_top_k_matches_a_full_sort_with_ties_to_the_lower_column(rows, cols, k, 
         assert idx[r].tolist() == expected
         finite = [scores[r, j] for j in expected if j >= 0]
         assert vals[r][: len(finite)].tolist() == finite
+
+
+class _FailsToPrepare(Popularity):
+    """Popularity whose preparation step fails on any batch holding the item "boom"."""
+
+    def _prepare(self, batch):
+        if (self.item_index_.ids[batch.items] == "boom").any():
+            raise RuntimeError("preparation failed")
+
+
+@pytest.mark.parametrize("path", ["public", "encoded"])
+def test_a_failed_prepare_leaves_ids_and_state_unchanged(path):
+    model = _FailsToPrepare(cold_start="newcomer").fit(
+        pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"]}))
+    before = (model.n_events_, model.item_counts_.copy(), model._fallback_scores(1).copy())
+    bad = pd.DataFrame({"user": ["new-user"], "item": ["boom"]})
+    with pytest.raises(RuntimeError, match="preparation failed"):
+        if path == "public":
+            model.partial_fit(bad)
+        else:  # the harness's path: ids are added first, then the encoded batch is learned
+            users, items = model.user_index_.add(bad["user"]), model.item_index_.add(bad["item"])
+            model._partial_fit_encoded(Batch(users=users, items=items))
+    assert (model.n_users, model.n_items) == (2, 2)
+    assert model.n_events_ == before[0]
+    np.testing.assert_array_equal(model.item_counts_, before[1])
+    np.testing.assert_array_equal(model._fallback_scores(1), before[2])
+    model.partial_fit(pd.DataFrame({"user": ["c"], "item": ["z"]}))  # and it learns on
+    assert (model.n_users, model.n_items) == (3, 3)

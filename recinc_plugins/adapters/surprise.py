@@ -256,26 +256,19 @@ class SurpriseAdapter(IncrementalRecommender):
             self.steps_since_refit_ + 1
         return since >= self.refit_every
 
-    def _check_batch(self, batch: Batch) -> None:
+    def _prepare(self, batch: Batch) -> None:
         # Surprise's fit is where a refit fails (a bad option, a library error), so it runs
-        # here, before the base class ingests the batch: a failure then changes nothing, and
-        # retrying the same batch does not count it twice
-        super()._check_batch(batch)
+        # here, before the base class ingests the batch: a failure then changes nothing (the
+        # base forgets the batch's new ids), and retrying the same batch does not count it twice
         self._pending = None
         if not len(batch):
             return
         self._check_params()  # parameters may have been set since the last fit
         if self._refit_due(len(batch)):
-            try:
-                self._pending = (batch, self._train(*self._history(batch)))
-            except BaseException:
-                # forget the ids this batch added, so they do not look known and unsized
-                self.user_index_._truncate(self._grown[0])
-                self.item_index_._truncate(self._grown[1])
-                raise
+            self._pending = (batch, self._train(*self._history(batch)))
 
     def _take_pending(self, batch: Batch) -> tuple | None:
-        """The refit ``_check_batch`` trained for ``batch``, if any (taken only once)."""
+        """The refit ``_prepare`` trained for ``batch``, if any (taken only once)."""
         pending, self._pending = getattr(self, "_pending", None), None
         return pending[1] if pending is not None and pending[0] is batch else None
 
