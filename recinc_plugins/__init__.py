@@ -5,7 +5,14 @@ harness to compare them on replayed streams.
 River, PyTorch); each model imports its library when it is built.
 """
 
-from .base import Batch, Capabilities, IncrementalRecommender, ModelFileError, Recommendations
+from .base import (
+    Batch,
+    Capabilities,
+    IncrementalRecommender,
+    ModelFileError,
+    Newcomer,
+    Recommendations,
+)
 from .data import load_dataset, synthetic_stream, validate_interactions
 from .ids import IdIndex
 from .registry import list_models, make, register
@@ -18,6 +25,7 @@ __all__ = [
     "IdIndex",
     "IncrementalRecommender",
     "ModelFileError",
+    "Newcomer",
     "Recommendations",
     "__version__",
     "list_models",

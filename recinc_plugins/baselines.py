@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import Batch, Capabilities, IncrementalRecommender
+from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
 
 __all__ = ["DecayedPopularity", "Popularity", "Random"]
 
@@ -39,7 +39,7 @@ class Popularity(IncrementalRecommender):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event")
 
-    def __init__(self, weighted: bool = False, cold_start: str = "popularity") -> None:
+    def __init__(self, weighted: bool = False, cold_start: str | Newcomer = "popularity") -> None:
         self.weighted = weighted
         self.cold_start = cold_start
 
@@ -63,7 +63,7 @@ class Popularity(IncrementalRecommender):
         return self.popularity_[items]
 
     def _fallback_scores(self, n_rows: int) -> np.ndarray:
-        if self.cold_start == "newcomer":
+        if self._newcomer_settings() is not None:
             return super()._fallback_scores(n_rows)
         return self._score_users(np.zeros(n_rows, dtype=np.int64))
 

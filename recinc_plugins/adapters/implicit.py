@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._optional import require
-from ..base import Batch, Capabilities, IncrementalRecommender
+from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 
 __all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
 
@@ -272,7 +272,9 @@ class ImplicitALS(_ImplicitMF):
     cold_start
         How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
         items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
+        events), ``"popularity"`` by all-time counts;
+        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
+        settings. See ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores).
     random_state
@@ -314,7 +316,7 @@ class ImplicitALS(_ImplicitMF):
         refresh_passes: int = 1,
         refit_every: int | None = None,
         use_gpu: bool = False,
-        cold_start: str = "newcomer",
+        cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -428,7 +430,9 @@ class ImplicitBPR(_WarmStarted):
     cold_start
         How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
         items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
+        events), ``"popularity"`` by all-time counts;
+        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
+        settings. See ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores; more than one makes SGD non-deterministic).
     random_state
@@ -466,7 +470,7 @@ class ImplicitBPR(_WarmStarted):
         update_on: str = "all",
         verify_negative_samples: bool = True,
         use_gpu: bool = False,
-        cold_start: str = "newcomer",
+        cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:
@@ -542,7 +546,9 @@ class ImplicitLMF(_WarmStarted):
     cold_start
         How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
         items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
+        events), ``"popularity"`` by all-time counts;
+        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
+        settings. See ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores).
     random_state
@@ -581,7 +587,7 @@ class ImplicitLMF(_WarmStarted):
         update_iterations: int = 2,
         update_on: str = "all",
         neg_prop: int = 30,
-        cold_start: str = "newcomer",
+        cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
         random_state: int | None = None,
     ) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._optional import require
-from ..base import Batch, Capabilities, IncrementalRecommender
+from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from ..ids import _as_id_array
 from ..sparse import GrowingCSR
 
@@ -159,7 +159,8 @@ class LightFMRecommender(IncrementalRecommender):
         How users unknown to the model are answered when no side features place them
         (flagged ``cold``): ``"newcomer"`` ranks items by how often they were among new users'
         first 50 events lately (half-life 10,000 events), ``"popularity"`` by all-time counts.
-        See ``docs/protocol.md``.
+        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the
+        newcomer policy's settings. See ``docs/interface.md``.
     num_threads
         Threads for LightFM's training (OpenMP).
     random_state
@@ -208,7 +209,7 @@ class LightFMRecommender(IncrementalRecommender):
         fit_epochs: int = 10,
         replay: float = 1.0,
         use_weights: bool = False,
-        cold_start: str = "newcomer",
+        cold_start: str | Newcomer = "newcomer",
         num_threads: int = 1,
         random_state: int | None = None,
     ) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .._optional import require
-from ..base import Batch, Capabilities, IncrementalRecommender
+from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from .embeddings import EmbeddingArena
 from .replay import ReplayBuffer
 
@@ -112,7 +112,9 @@ class NeuralRecommender(IncrementalRecommender):
     cold_start
         How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
         items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts. See ``docs/protocol.md``.
+        events), ``"popularity"`` by all-time counts;
+        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
+        settings. See ``docs/interface.md``.
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_threads
@@ -164,6 +166,9 @@ class NeuralRecommender(IncrementalRecommender):
     _numpy_max_rows = 2048
     _numpy_max_users = 32
 
+    #: parameters saved under an earlier name (``load`` maps them)
+    _renamed_params: ClassVar[dict[str, str]] = {"fallback": "cold_start"}
+
     def __init__(
         self,
         n_factors: int = 64,
@@ -187,7 +192,7 @@ class NeuralRecommender(IncrementalRecommender):
         calibration_width: float = 0.1,
         init_std: float = 0.1,
         hash_buckets: int | None = None,
-        cold_start: str = "newcomer",
+        cold_start: str | Newcomer = "newcomer",
         device: str = "auto",
         num_threads: int | None = None,
         seed: int | None = None,
