@@ -217,8 +217,10 @@ class _ImplicitMF(IncrementalRecommender):
             raise ValueError(f"use_gpu must be True or False, got {self.use_gpu!r}")
         if self.use_gpu and not _implicit().gpu.HAS_CUDA:
             raise ValueError(
-                "use_gpu=True, but implicit has no CUDA support here (it needs a CUDA build of "
-                "implicit and the rmm package); use use_gpu=False"
+                "use_gpu=True, but implicit has no CUDA support here (it needs a CUDA device, "
+                "implicit's CUDA build and a matching rmm-cu13: pip install "
+                "'recinc-plugins[implicit-gpu]'; see the warning `import implicit.gpu` gives); "
+                "use use_gpu=False"
             )
 
     def _update(self, batch: Batch) -> None:
