@@ -10,7 +10,8 @@ with two models side by side, timed alternately on each step:
 - refit: a new model fitted from scratch on everything so far (``fit_epochs`` passes).
 
 It prints recall@10 of both (every event scored before its step is learned, unknown users
-answered by the shared popularity fallback), the median time per step of each, and the ratio.
+answered by the model's cold-start fallback, the same counts in both), the median time per
+step of each, and the ratio.
 It then times one step of our ``partial_fit`` against LightFM's own ``fit_partial`` on the
 same, prebuilt full-shape matrix (new plus replayed events) and an already grown model, so the
 difference is the adapter's overhead: validation, id maps, growth, replay sampling.

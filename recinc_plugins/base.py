@@ -249,7 +249,7 @@ class IncrementalRecommender(abc.ABC):
     Users and items are the caller's own ids (str, int or mixed). The base class owns what
     every model needs once: the id maps (:class:`~recinc_plugins.ids.IdIndex`), the growing
     user x item matrix of seen items, input validation, batched top-k with seen-item masking and
-    candidate sets, the flagged popularity fallback for unknown users, persistence, and
+    candidate sets, the flagged cold-start fallback for unknown users, persistence, and
     scikit-learn style parameters. A subclass implements a few hooks:
 
     ``_grow(n_users, n_items)``
@@ -662,7 +662,7 @@ class IncrementalRecommender(abc.ABC):
         Parameters
         ----------
         users
-            One id or an array of ids; unknown users get the popularity fallback and are
+            One id or an array of ids; unknown users get the cold-start fallback and are
             flagged in ``Recommendations.cold``.
         k
             How many items per user.

@@ -129,7 +129,7 @@ class LightFMRecommender(IncrementalRecommender):
     frame indexed by id with one numeric column per feature. Each id also keeps its identity
     feature (as ``lightfm.data.Dataset`` does by default), and rows are normalised to sum 1.
     Ids given features before any interaction become known: they are scored through their
-    features (cold start), never through the popularity fallback. ``fit`` starts over and
+    features (cold start), never through the cold-start fallback. ``fit`` starts over and
     forgets features too: set them after ``fit``, or on a fresh model before ``partial_fit``.
 
     Parameters
