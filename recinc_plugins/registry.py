@@ -66,6 +66,9 @@ _A = "recinc_plugins.adapters"
 _BUILTINS: list[ModelSpec] = [
     _builtin("popularity", "recinc_plugins.baselines:Popularity",
              "all-time item popularity (the floor every model is compared to)"),
+    _builtin("newcomer-popularity", "recinc_plugins.baselines:Popularity",
+             "popularity, with unknown users answered by what new users picked first lately",
+             cold_start="newcomer"),
     _builtin("decayed-popularity", "recinc_plugins.baselines:DecayedPopularity",
              "item popularity with exponential decay (half-life in events or time)"),
     _builtin("random", "recinc_plugins.baselines:Random", "uniformly random items (seeded)"),

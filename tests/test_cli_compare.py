@@ -42,7 +42,7 @@ def test_compare_writes_the_summary_report_and_plots(tmp_path, capsys):
 def test_compare_with_no_arguments_runs_the_baselines_and_installed_models(capsys):
     assert main(["compare", "--quiet"]) == 0
     table = capsys.readouterr().out
-    for name in ("popularity", "decayed-popularity", "random"):
+    for name in ("popularity", "newcomer-popularity", "decayed-popularity", "random"):
         assert name in table
     assert "recall@10" in table
 

@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_BUDGET_S", "add_compare_arguments", "parse_params", "run_com
 
 #: per-model time budget of the no-argument run, so that it always finishes quickly
 DEFAULT_BUDGET_S = 10.0
-_BASELINES = ("popularity", "decayed-popularity", "random")
+_BASELINES = ("popularity", "newcomer-popularity", "decayed-popularity", "random")
 #: the no-argument run: models that replay the synthetic stream in a few seconds
 DEFAULT_MODELS = (*_BASELINES, "implicit-als", "lightfm", "river-baseline", "river-biasedmf",
                   "surprise-baseline")
@@ -27,7 +27,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=None,
                         help="comma-separated model names (see `recinc models`), or 'all' for "
                              "every installed built-in model; default: the baselines and the "
-                             "installed fast models (" + ", ".join(DEFAULT_MODELS[3:]) + "), "
+                             "installed fast models ("
+                             + ", ".join(DEFAULT_MODELS[len(_BASELINES):]) + "), "
                              f"each stopped after {DEFAULT_BUDGET_S:g} s")
     parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
                         help="a model parameter, e.g. --param decayed-popularity.half_life=500 "
