@@ -8,6 +8,7 @@ import importlib
 import inspect
 import io
 import json
+import math
 import os
 import pickle
 import platform
@@ -292,12 +293,8 @@ class IncrementalRecommender(abc.ABC):
                 )
         if "cold_start" in params:  # checked now: a fitted model uses it at once
             _check_cold_start_value(params["cold_start"], "cold_start")
-        was_counting = hasattr(self, "user_index_") and self._newcomer_settings() is not None
         for key, value in params.items():
             setattr(self, key, value)
-        if hasattr(self, "user_index_") and not was_counting and \
-                self._newcomer_settings() is not None:
-            self._restart_newcomer()
         return self
 
     def clone(self: Self) -> Self:
@@ -404,6 +401,9 @@ class IncrementalRecommender(abc.ABC):
         self._sync_size()
         if len(batch) == 0:
             return
+        settings = self._newcomer_settings()
+        if settings is not None and not self._newcomer_synced():
+            self._restart_newcomer()  # switched on after learning without it
         self.seen_.add(batch.users, batch.items, 1.0)
         if len(batch) * 16 < self.item_counts_.size:  # small step: touch only its items
             np.add.at(self.item_counts_, batch.items, 1.0)
@@ -413,9 +413,9 @@ class IncrementalRecommender(abc.ABC):
         if batch.ratings is not None:
             self.rating_sum_ += float(batch.ratings.sum())
             self.n_ratings_ += len(batch)
-        settings = self._newcomer_settings()
         if settings is not None:
             self._count_newcomers(batch.users, batch.items, settings)
+            self.newcomer_synced_ = self.n_events_
 
     def fit(self: Self, interactions: Any) -> Self:
         """Learn from ``interactions`` from scratch, forgetting everything learned before.
@@ -516,7 +516,7 @@ class IncrementalRecommender(abc.ABC):
         """Cold-start scores for unknown users, one row per unknown user: item popularity, or
         under the newcomer policy the newcomer counts relative to the largest (1 for the top
         item), ties broken by popularity (a millionth of an item's share of all events)."""
-        if self._newcomer_settings() is None:
+        if self._newcomer_settings() is None or not self._newcomer_synced():
             return np.broadcast_to(self.item_counts_, (n_rows, self.item_counts_.size))
         n_items = self.item_counts_.size
         key = (self.n_events_, n_items, self.newcomer_clock_)
@@ -553,7 +553,13 @@ class IncrementalRecommender(abc.ABC):
         self.user_events_ = np.zeros(0, dtype=np.int64)
         self.newcomer_ = np.zeros(0, dtype=np.float64)
         self.newcomer_clock_ = 0.0
+        #: n_events_ when the counts were last brought up to date: they describe the stream
+        #: only while this equals n_events_ (the policy can be switched on mid-stream)
+        self.newcomer_synced_ = getattr(self, "n_events_", 0)
         self._newcomer_row = None  # the fallback row, cached per state
+
+    def _newcomer_synced(self) -> bool:
+        return getattr(self, "newcomer_synced_", -1) == self.n_events_
 
     def _restart_newcomer(self) -> None:
         """Start the newcomer counts afresh on a model that has learned without them: each
@@ -562,6 +568,7 @@ class IncrementalRecommender(abc.ABC):
         if self.n_users:
             self.user_events_ = np.rint(
                 np.asarray(self.seen_.tocsr().sum(axis=1)).ravel()).astype(np.int64)
+        self.newcomer_synced_ = self.n_events_
 
     def _count_newcomers(self, users: np.ndarray, items: np.ndarray,
                          settings: Newcomer) -> None:
@@ -579,7 +586,7 @@ class IncrementalRecommender(abc.ABC):
             self.user_events_[u] = ordinal + 1
             end = self.newcomer_clock_ + 1.0 / half_life
             if end > 500:
-                self.newcomer_ *= 2.0 ** -end
+                self._rescale_newcomer(end)
                 end = 0.0
             if ordinal < settings.first_events:
                 self.newcomer_[int(items[0])] += 2.0 ** end
@@ -597,13 +604,23 @@ class IncrementalRecommender(abc.ABC):
         # frame so that the end of this batch is at 0 (old counts then shrink, possibly to 0)
         start, end = self.newcomer_clock_, self.newcomer_clock_ + n / half_life
         if end > 500:
-            self.newcomer_ *= 2.0 ** -end
+            self._rescale_newcomer(end)
             start, end = start - end, 0.0
         early = np.flatnonzero(ordinal < settings.first_events)
         if early.size:
             weights = 2.0 ** (start + (early + 1) / half_life)
             np.add.at(self.newcomer_, items[early], weights)
         self.newcomer_clock_ = end
+
+    def _rescale_newcomer(self, end: float) -> None:
+        """Divide the stored counts by ``2 ** end`` (the frame moves to ``end``), but never push
+        the largest below ``2 ** -500``: counts that have decayed for over 500 half-lives keep
+        their order (and stay below any new event's) instead of underflowing to zero."""
+        top = self.newcomer_.max(initial=0.0)
+        if top <= 0:
+            return
+        shift = -end if np.log2(top) - end >= -500 else -500 - np.log2(top)
+        self.newcomer_ *= 2.0 ** shift
 
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores for pairs with an unknown user or item (index -1)."""
@@ -730,6 +747,12 @@ class IncrementalRecommender(abc.ABC):
             for key in ("newcomer_", "newcomer_clock_"):  # a neural model kept its own
                 if key in state:
                     setattr(self, key, state[key])
+        elif "user_index_" in state and "newcomer_synced_" not in state:
+            # written before the counts carried their own marker: trust them only if the policy
+            # was on (otherwise they restart at the next batch)
+            on = self._newcomer_settings() is not None
+            self.newcomer_synced_ = self.n_events_ if on else -1
+        self._newcomer_row = None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (parameters, learned state, id maps) to one versioned file.
@@ -840,11 +863,14 @@ def _check_cold_start_value(policy: Any, name: str) -> None:
                 or first < 1:
             raise ValueError(f"{name}: Newcomer.first_events must be an integer >= 1, got "
                              f"{first!r}")
-        if isinstance(half_life, (bool, np.bool_)) or \
-                not isinstance(half_life, (int, float, np.integer, np.floating)) or \
-                not np.isfinite(half_life) or half_life <= 0:
+        try:
+            value = float(half_life)
+        except (TypeError, ValueError, OverflowError):
+            value = float("nan")
+        if isinstance(half_life, (bool, np.bool_, str)) or not math.isfinite(value) or \
+                value < 1e-3:
             raise ValueError(f"{name}: Newcomer.half_life must be a finite number of events "
-                             f"> 0, got {half_life!r}")
+                             f">= 0.001, got {half_life!r}")
     elif not isinstance(policy, str) or policy not in COLD_STARTS:
         raise ValueError(f"{name} must be one of {list(COLD_STARTS)} or a "
                          f"recinc_plugins.Newcomer(...), got {policy!r}")

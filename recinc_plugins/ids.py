@@ -186,9 +186,15 @@ class IdIndex:
         self._levels.append((start, self._make_index(self._ids[start:end])))
 
     def _truncate(self, n: int) -> None:
-        """Forget the ids added after the first ``n``: only to undo a refused batch."""
+        """Forget the ids added after the first ``n``: only to undo a refused batch (so the
+        storage goes back to int64 when the forgotten ids were the first non-integer ones)."""
         if n < self._n:
             self._n = n
+            kept = self._ids[:n]
+            if kept.dtype == object and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                    for v in kept):
+                self._ids = np.array(kept, dtype=np.int64) if n else np.empty(0, np.int64)
             self._levels = [(0, self._make_index(self._ids[:n]))] if n else []
 
     def _make_index(self, values: np.ndarray) -> pd.Index:

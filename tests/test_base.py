@@ -306,3 +306,13 @@ def test_a_failed_prepare_leaves_ids_and_state_unchanged(path):
     np.testing.assert_array_equal(model._fallback_scores(1), before[2])
     model.partial_fit(pd.DataFrame({"user": ["c"], "item": ["z"]}))  # and it learns on
     assert (model.n_users, model.n_items) == (3, 3)
+
+
+def test_a_refused_batch_of_new_string_ids_leaves_integer_ids_as_they_were():
+    day = pd.Timestamp("2024-01-01")
+    model = DecayedPopularity(half_life="1D").fit(
+        pd.DataFrame({"user": [1, 2], "item": [10, 11], "timestamp": [day, day]}))
+    with pytest.raises(ValueError, match="need a 'timestamp' column"):
+        model.partial_fit(pd.DataFrame({"user": ["ghost"], "item": ["x"]}))
+    assert model.user_index_.ids.dtype == np.int64 and model.item_index_.ids.dtype == np.int64
+    assert model.recommend([1, 99], k=1).items.dtype == np.int64

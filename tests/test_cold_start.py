@@ -141,13 +141,49 @@ def test_set_params_refuses_a_bad_policy_at_once():
     (Newcomer(first_events=0), "first_events must be an integer >= 1"),
     (Newcomer(first_events=2.5), "first_events must be an integer >= 1"),
     (Newcomer(first_events=True), "first_events must be an integer >= 1"),
-    (Newcomer(half_life=-1), "half_life must be a finite number of events > 0"),
-    (Newcomer(half_life=float("inf")), "half_life must be a finite number of events > 0"),
-    (Newcomer(half_life="1D"), "half_life must be a finite number of events > 0"),
+    (Newcomer(half_life=-1), r"half_life must be a finite number of events >= 0\.001"),
+    (Newcomer(half_life=float("inf")), "half_life must be a finite number of events"),
+    (Newcomer(half_life="1D"), "half_life must be a finite number of events"),
+    (Newcomer(half_life=1e-310), "half_life must be a finite number of events"),
+    (Newcomer(half_life=10**400), "half_life must be a finite number of events"),
 ])
 def test_bad_newcomer_settings_are_refused_by_name(settings, match):
     with pytest.raises(ValueError, match=match):
         ImplicitALS(factors=4, num_threads=1, cold_start=settings).fit(_veteran_and_newcomers())
+
+
+def test_a_huge_integer_half_life_is_accepted():
+    model = Popularity().set_params(cold_start=Newcomer(half_life=10**20))
+    model.fit(_veteran_and_newcomers())
+    assert model.recommend("x", k=1).items[0, 0] == "starter"
+
+
+def test_switching_on_by_assignment_also_restarts_the_counts():
+    events = pd.DataFrame({"user": ["vet"] * 5 + ["n1"], "item": ["a"] * 5 + ["z"]})
+    model = Popularity().fit(events)
+    model.cold_start = Newcomer(first_events=2)  # not through set_params
+    model.partial_fit(pd.DataFrame({"user": ["vet"], "item": ["q"]}))
+    assert model.user_events_[:2].tolist() == [6, 1]
+    assert model.recommend("x", k=1).items[0, 0] == "a"  # q is a veteran's, not a newcomer's
+
+
+def test_off_and_on_with_nothing_learned_between_keeps_the_counts():
+    model = Popularity(cold_start="newcomer").fit(_veteran_and_newcomers())
+    before = model._fallback_scores(1).copy()
+    model.set_params(cold_start="popularity").set_params(cold_start="newcomer")
+    np.testing.assert_array_equal(model._fallback_scores(1), before)
+
+
+def test_counts_decayed_past_the_float_range_keep_their_order():
+    # one newcomer picks "niche", then 1,100 half-lives of veterans' events: the count would
+    # underflow to zero, but the rescaling keeps it (and its lead over popularity)
+    model = Popularity(cold_start=Newcomer(first_events=1, half_life=1))
+    model.partial_fit(pd.DataFrame({"user": ["vet"] * 3, "item": ["x"] * 3}))
+    model.partial_fit(pd.DataFrame({"user": ["n"], "item": ["niche"]}))
+    for chunk in (1, 1099):
+        model.partial_fit(pd.DataFrame({"user": ["vet"] * chunk, "item": ["x"] * chunk}))
+    assert model.newcomer_.max() > 0
+    assert model.recommend("x", k=1).items[0, 0] == "niche"
 
 
 def test_newcomer_settings_change_what_counts():
@@ -244,8 +280,9 @@ def test_an_old_file_keeps_answering_with_popularity(tmp_path):
     old.partial_fit(pd.DataFrame({"user": ["p"], "item": ["fresh"]}))
     assert old.recommend("x", k=1).items[0, 0] == "old-hit"
     old.set_params(cold_start="newcomer")  # switched on: each user's history length is known
-    assert old.user_events_[: old.n_users].tolist() == [200] + [1] * 61
+    assert old.recommend("x", k=1).items[0, 0] == "old-hit"  # popularity until the next batch
     old.partial_fit(pd.DataFrame({"user": ["vet", "q"], "item": ["late", "q-item"]}))
+    assert old.user_events_[: old.n_users].tolist() == [201] + [1] * 62
     assert old.recommend("x", k=1).items[0, 0] == "q-item"  # the veteran's event does not count
 
 
