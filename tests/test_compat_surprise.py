@@ -55,6 +55,28 @@ def test_grid_search_builds_the_bound_class_with_each_parameter_set(explicit_str
     assert len(grid.cv_results["params"]) == 2
 
 
+def test_grid_search_runs_in_worker_processes_with_the_same_results(explicit_stream):
+    grid = {"n_factors": [2, 8], "n_epochs": [3], "random_state": [0]}
+    runs = []
+    for n_jobs in (1, 2):
+        search = GridSearchCV(as_surprise("surprise-svd"), grid, measures=["rmse"], cv=KFold(
+            n_splits=2, random_state=0), n_jobs=n_jobs)
+        search.fit(_dataset(explicit_stream))
+        runs.append(search.cv_results["mean_test_rmse"])
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)
+
+
+def test_bound_instances_pickle_with_plain_pickle(explicit_stream):
+    import pickle
+
+    algo = as_surprise("surprise-svd")(n_factors=3, n_epochs=2, random_state=0)
+    algo.fit(_dataset(explicit_stream).build_full_trainset())
+    copy = pickle.loads(pickle.dumps(algo))
+    assert type(copy).__name__ == "SurpriseAlgo[surprise-svd]" and copy.params == algo.params
+    user, item = explicit_stream["user"].iloc[0], explicit_stream["item"].iloc[0]
+    assert copy.predict(user, item).est == algo.predict(user, item).est
+
+
 def test_predictions_are_surprise_predictions_clipped_and_flagged(explicit_stream):
     trainset = _dataset(explicit_stream).build_full_trainset()
     algo = SurpriseAlgo(Popularity()).fit(trainset)

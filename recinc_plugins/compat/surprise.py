@@ -139,12 +139,18 @@ def _ids(values: list) -> np.ndarray:
     return array
 
 
+def _rebuild_bound(model: str | IncrementalRecommender, params: dict) -> SurpriseAlgo:
+    """Unpickling helper: an instance of ``as_surprise(model)`` (its state is set after)."""
+    return as_surprise(model)(**params)
+
+
 def as_surprise(model: str | IncrementalRecommender) -> type[SurpriseAlgo]:
     """A ``SurpriseAlgo`` subclass bound to ``model``, built with the model's parameters.
 
     ``GridSearchCV`` builds ``algo_class(**params)``; pass ``as_surprise("surprise-svd")`` as
-    ``algo_class`` and the grid's parameters go to the model. (The class is made at run time,
-    so use ``n_jobs=1``: it cannot be pickled into worker processes.)
+    ``algo_class`` and the grid's parameters go to the model. ``n_jobs > 1`` works: joblib sends
+    the class to its workers by value, and instances also pickle with plain ``pickle`` (they
+    rebuild their bound class on loading).
 
     Examples
     --------
@@ -159,6 +165,10 @@ def as_surprise(model: str | IncrementalRecommender) -> type[SurpriseAlgo]:
     class BoundAlgo(SurpriseAlgo):
         def __init__(self, **params: Any) -> None:
             super().__init__(model, **params)
+
+        def __reduce__(self) -> tuple:
+            # the class is made at run time, so plain pickle cannot find it by name: rebuild it
+            return (_rebuild_bound, (model, self.params), self.__dict__)
 
     BoundAlgo.__name__ = BoundAlgo.__qualname__ = f"SurpriseAlgo[{name}]"
     BoundAlgo.__doc__ = f"{name} as a Surprise algorithm (see SurpriseAlgo)."
