@@ -8,7 +8,9 @@ falls back to a synthetic stream of the same size when ml-100k is absent). Print
   events per CPU-second (what the figure would be on a core of its own);
 - the same protocol written the obvious way through the public API (``recommend`` then
   ``partial_fit`` per step, with a DataFrame per step) on a prefix, and the ratio;
-- two models with ``n_jobs=2`` against one after the other (target: <= 0.6x).
+- two models with ``n_jobs=2`` against one after the other (target: <= 0.6x);
+- the cost of the "newcomer" cold-start policy: popularity with and without it, per event of
+  the model's own work, and the ratio.
 
 Each figure is the best of ``--repeat`` runs. The machine's load average is printed too: on a
 shared machine the parallel figure depends on a free second core.
@@ -66,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--naive-events", type=int, default=5_000)
-    parser.add_argument("--parts", default="speed,naive,parallel",
+    parser.add_argument("--parts", default="speed,naive,parallel,newcomer",
                         help="which figures to measure (comma-separated)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -80,6 +82,8 @@ def main() -> None:
         bench_naive(frame, args.repeat, args.naive_events)
     if "parallel" in parts:
         bench_parallel(frame, args.repeat)
+    if "newcomer" in parts:
+        bench_newcomer(frame, args.repeat)
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -105,6 +109,23 @@ def bench_speed(frame: pd.DataFrame, repeat: int) -> None:
     print("(events/s: wall clock of the replay; events/CPU-s: this process's CPU time for the "
           "whole compare() call, which other jobs on the machine barely change)")
     print(pd.DataFrame(rows).to_string(index=False))
+
+
+def bench_newcomer(frame: pd.DataFrame, repeat: int) -> None:
+    print("\nthe newcomer cold start's cost: Popularity() vs Popularity(cold_start=\"newcomer\")")
+    for step in (1, 1000):
+        stream = Stream(frame, step=step)
+        per_event = {}
+        for policy in ("popularity", "newcomer"):
+            _, _, res = best(lambda s=stream, p=policy: compare(
+                {"m": Popularity(cold_start=p)}, s, k=10), repeat)
+            row = res.summary.iloc[0]
+            per_event[policy] = (row["update_s"] + row["score_s"]) / row["events"] * 1e6
+            per_event[policy + " recall"] = row["recall@10"]
+        without, with_ = per_event["popularity"], per_event["newcomer"]
+        print(f"step {step:>5}: model work {without:.2f} us/event without, {with_:.2f} with "
+              f"({with_ / without:.2f}x; +{with_ - without:.2f} us); recall@10 "
+              f"{per_event['popularity recall']:.4f} -> {per_event['newcomer recall']:.4f}")
 
 
 def bench_naive(frame: pd.DataFrame, repeat: int, n_events: int) -> None:
