@@ -564,7 +564,7 @@ class NeuralRecommender(IncrementalRecommender):
         width = arena.dim
         ranking = self.loss not in _RATING_LOSSES
         n = values.size
-        uniq, inverse = np.unique(rows, return_inverse=True)
+        uniq, inverse = _unique_inverse(rows)
         emb = arena.weight[torch.from_numpy(rows).to(dev)]
         n_q = n * n_cand
         q = emb[:n_q].view(n, n_cand, width)
@@ -596,12 +596,14 @@ class NeuralRecommender(IncrementalRecommender):
             loss = float(c.square().mean())
         dz = torch.bmm(c.unsqueeze(1), q).squeeze(1)
         dz[:, -1] = 0.0 if ranking else c[:, 0]
-        grads = [(c.unsqueeze(2) * z.unsqueeze(1)).view(n_q, width), dz]
+        # the gradients of every row read, written in place into one buffer (no concatenation)
+        grads = torch.empty((rows.size, width), dtype=emb.dtype, device=dev)
+        torch.mul(c.unsqueeze(2), z.unsqueeze(1), out=grads[:n_q].view(n, n_cand, width))
+        grads[n_q:n_q + n] = dz
         if h_w is not None:
-            dz_y = dz.clone()
-            dz_y[:, -1] = 0.0  # history rows carry no bias
-            grads.append((w.unsqueeze(2) * dz_y.unsqueeze(1)).view(-1, width))
-        grads = torch.cat(grads)
+            g_hist = grads[n_q + n:].view(n, -1, width)
+            torch.mul(w.unsqueeze(2), dz.unsqueeze(1), out=g_hist)
+            g_hist[:, :, -1] = 0.0  # history rows carry no bias
         self._regularise(grads, emb)
         summed = torch.zeros((uniq.size, width), dtype=grads.dtype, device=dev)
         summed.index_add_(0, torch.from_numpy(inverse).to(dev), grads)
@@ -710,3 +712,17 @@ class NeuralRecommender(IncrementalRecommender):
             self.device_ = self._resolve_device()
             self.on_cpu_ = self.device_.type == "cpu"
             self.arena_.to(self.device_)
+
+
+def _unique_inverse(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, return_inverse=True)`` for non-negative ints; without a sort when
+    their range is small next to their count (a dense marker table instead), same result."""
+    top = int(rows.max()) + 1 if rows.size else 0
+    if rows.size == 0 or top > 4 * rows.size:
+        return np.unique(rows, return_inverse=True)
+    present = np.zeros(top, dtype=bool)
+    present[rows] = True
+    uniq = np.flatnonzero(present)
+    position = np.empty(top, dtype=np.int64)
+    position[uniq] = np.arange(uniq.size)
+    return uniq, position[rows]
