@@ -323,3 +323,15 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, recinc_plugins; recinc_plugins.list_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("n", "high"), [(0, 1), (1, 1), (10, 5), (5_000, 300), (500, 10**6)])
+def test_row_deduplication_equals_numpy_unique(n, high):
+    from recinc_plugins.neural.model import _unique_inverse
+
+    rows = np.random.default_rng(n).integers(0, high, n)
+    uniq, inverse = _unique_inverse(rows)
+    expected_uniq, expected_inverse = np.unique(rows, return_inverse=True)
+    np.testing.assert_array_equal(uniq, expected_uniq)
+    np.testing.assert_array_equal(inverse, expected_inverse)
+    np.testing.assert_array_equal(uniq[inverse], rows)
