@@ -56,13 +56,18 @@ def test_grid_search_builds_the_bound_class_with_each_parameter_set(explicit_str
 
 
 def test_grid_search_runs_in_worker_processes_with_the_same_results(explicit_stream):
+    from joblib.externals.loky import get_reusable_executor
+
     grid = {"n_factors": [2, 8], "n_epochs": [3], "random_state": [0]}
     runs = []
-    for n_jobs in (1, 2):
-        search = GridSearchCV(as_surprise("surprise-svd"), grid, measures=["rmse"], cv=KFold(
-            n_splits=2, random_state=0), n_jobs=n_jobs)
-        search.fit(_dataset(explicit_stream))
-        runs.append(search.cv_results["mean_test_rmse"])
+    try:
+        for n_jobs in (1, 2):
+            search = GridSearchCV(as_surprise("surprise-svd"), grid, measures=["rmse"],
+                                  cv=KFold(n_splits=2, random_state=0), n_jobs=n_jobs)
+            search.fit(_dataset(explicit_stream))
+            runs.append(search.cv_results["mean_test_rmse"])
+    finally:  # joblib keeps its worker processes for reuse: end them, as other tests expect
+        get_reusable_executor().shutdown(wait=True)
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)
 
 
