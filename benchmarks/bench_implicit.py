@@ -26,6 +26,11 @@ from scratch (linear and BM25 confidences), item-item cosine kNN, kNN on the use
 items blended with popularity, EASE, and popularity with recency decay. It prints their
 overall and warm-event recall@10 next to popularity's (about two minutes on one core):
 the ceiling the incremental adapters can be held to on this protocol.
+
+``--gpu`` instead replays ml-100k in 1,000-event steps through the harness with BPR and with ALS
+refitted every 10,000 events, each once on the CPU and once with ``use_gpu=True`` (needs
+implicit's CUDA build: ``pip install -e ".[implicit-gpu]"`` on a machine with an NVIDIA GPU), and
+prints recall@10 and update time per event side by side, with the GPU/CPU ratio.
 """
 
 from __future__ import annotations
@@ -246,6 +251,27 @@ def references() -> None:
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 
+def gpu() -> None:
+    import implicit.gpu
+
+    if not implicit.gpu.HAS_CUDA:
+        raise SystemExit("--gpu needs implicit's CUDA build and a CUDA device (see the warning "
+                         "`import implicit.gpu` gives; pip install -e '.[implicit-gpu]')")
+    common = {"num_threads": 1, "random_state": 0}
+    models = {"popularity": Popularity()}
+    for device, flag in (("cpu", False), ("gpu", True)):
+        models[f"bpr-{device}"] = ImplicitBPR(**common, use_gpu=flag)
+        models[f"als-{device}"] = ImplicitALS(**common, refit_every=10_000, use_gpu=flag)
+    summary = compare(models, Stream(movielens(), step=1000), k=10).summary.set_index("model")
+    print(f"popularity recall@10 {summary.loc['popularity', 'recall@10']:.4f}")
+    for name in ("bpr", "als"):
+        cpu, gpu_ = summary.loc[f"{name}-cpu"], summary.loc[f"{name}-gpu"]
+        ratio = gpu_["update_us_per_event"] / cpu["update_us_per_event"]
+        print(f"{name}: recall@10 gpu {gpu_['recall@10']:.4f} cpu {cpu['recall@10']:.4f}; "
+              f"update {gpu_['update_us_per_event']:.1f} vs {cpu['update_us_per_event']:.1f} "
+              f"us/event (gpu/cpu {ratio:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=int, default=50_000)
@@ -254,9 +280,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="repeats of the overhead timing")
     parser.add_argument("--references", action="store_true",
                         help="replay ml-100k through the harness with the references instead")
+    parser.add_argument("--gpu", action="store_true",
+                        help="compare use_gpu=True with the CPU on ml-100k instead")
     args = parser.parse_args()
     if args.references:
         references()
+        return
+    if args.gpu:
+        gpu()
         return
     warnings.simplefilter("ignore", RuntimeWarning)
     frame = movielens()
