@@ -51,9 +51,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2,3")
     args = parser.parse_args()
-    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
+    seed_list = None
     if args.seeds:
-        seeds(frame, [int(s) for s in args.seeds.split(",")])
+        try:
+            seed_list = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
+    if seed_list:
+        seeds(frame, seed_list)
         return
     models = {
         "popularity": Popularity(),
