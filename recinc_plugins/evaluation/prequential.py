@@ -48,10 +48,26 @@ class ReplayConfig:
     progress_position: int = 0
     #: stop a model (reported as failed) once its replay has run this many seconds
     time_budget_s: float | None = None
+    #: the fraction of scored events that are ranked (a seeded draw, the same for every model);
+    #: every event is still learned
+    eval_fraction: float = 1.0
+    #: the seed of that draw
+    eval_seed: int = 0
 
     def key(self) -> tuple:
         """What a checkpoint must agree on to be resumed."""
-        return (self.ks, self.exclude_seen, self.ranking, self.rating, self.clip)
+        return (self.ks, self.exclude_seen, self.ranking, self.rating, self.clip,
+                self.eval_fraction, self.eval_seed)
+
+    def sample(self, n_scored: int) -> np.ndarray | None:
+        """Which of ``n_scored`` events are ranked: a boolean mask, or None for all of them.
+
+        Each event is kept with probability ``eval_fraction`` from a generator seeded with
+        ``eval_seed``, so every model of a comparison is ranked on the same events.
+        """
+        if self.eval_fraction >= 1.0:
+            return None
+        return np.random.default_rng(self.eval_seed).random(n_scored) < self.eval_fraction
 
 
 @dataclass
@@ -61,7 +77,9 @@ class ReplayRecord:
     ``rank`` is the 0-based rank of each scored event's item among the candidates when it is
     within the top ``max(ks)``, else ``inf`` (ranked lower, never seen before the step, or an
     item the user already had while seen items are excluded); ``pred`` the predicted rating
-    (NaN where none was made).
+    (NaN where none was made). ``scored`` marks the events that were ranked when only a
+    fraction was (``ReplayConfig.eval_fraction``), None when every event was; ranking metrics
+    are means over the ranked events only (an unranked event's ``rank`` is ``inf`` too).
     """
 
     name: str
@@ -79,6 +97,7 @@ class ReplayRecord:
     steps_done: int = 0
     resumed_from: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    scored: np.ndarray | None = None
 
 
 def _rss_mb() -> float:
