@@ -198,6 +198,8 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k of a 2-D score array, best first; ties go to the lower column index.
 
+    float32 scores are ranked as they are; anything else as float64.
+
     Entries equal to -inf (or NaN) are never returned: their slots hold index -1 and score NaN.
     Runs in O(n_cols) per row (a partition and a few passes), sorting only the k winners.
 
@@ -208,13 +210,16 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     >>> top_k(np.array([[1.0, 3.0, 3.0, -np.inf, 2.0]]), 3)
     (array([[1, 2, 4]]), array([[3., 3., 2.]]))
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
+    if scores.dtype != np.float32:  # float32 stays float32 (a factor model's own precision)
+        scores = scores.astype(np.float64, copy=False)
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D, got shape {scores.shape}")
     n_rows, n_cols = scores.shape
     k = min(int(k), n_cols)
     if k <= 0 or n_rows == 0:
-        return np.empty((n_rows, max(k, 0)), dtype=np.int64), np.empty((n_rows, max(k, 0)))
+        return (np.empty((n_rows, max(k, 0)), dtype=np.int64),
+                np.empty((n_rows, max(k, 0)), dtype=scores.dtype))
     nan = np.isnan(scores)
     if nan.any():
         scores = np.where(nan, -np.inf, scores)
@@ -457,10 +462,85 @@ class IncrementalRecommender(abc.ABC):
         self._ingest_and_learn(batch)
         return self
 
-    def _partial_fit_encoded(self, batch: Batch) -> None:
-        """Learn a batch already in this model's indices (the harness's fast path)."""
+    # -- the encoded interface: what the evaluation harness uses -----------------------------
+    #
+    # Ids in, dense indices out (``add_ids``), then everything in those indices: learn a batch
+    # (``learn_encoded``), score blocks of users (``score_block``), pairs (``score_encoded``)
+    # and unknown users (``cold_scores``), and say what the scores do not depend on
+    # (``shared_scores``: not on the user; ``item_vectors``/``user_vectors``: a dot product).
+    # A model written outside this package gets all of it from the hooks above; overriding
+    # the optional ones only makes the harness faster, never changes a number.
+
+    def reset(self: Self) -> Self:
+        """Forget everything learned: the model is as after ``fit`` on no events."""
+        self._reset()
+        return self
+
+    def add_ids(self, users: Any = None, items: Any = None
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Add user and item ids to the model's id maps (new ones get the next indices) and
+        return the dense index of each (``None`` for a side not given). The model makes room
+        for them when it next learns."""
+        self._ensure_state()
+        return (None if users is None else self.user_index_.add(_as_id_array(users)),
+                None if items is None else self.item_index_.add(_as_id_array(items)))
+
+    def learn_encoded(self: Self, batch: Batch) -> Self:
+        """``partial_fit`` for a :class:`Batch` already in this model's indices (from
+        ``add_ids``): no frame is validated or encoded. A refused batch raises before anything
+        changes, as ``partial_fit``'s does."""
+        self._ensure_state()
         self._check_and_prepare(batch, *self._grown)
         self._ingest_and_learn(batch)
+        return self
+
+    def score_block(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item (``n_items`` columns, in index order) for known users given as
+        dense indices: float32 or float64, higher is better; NaN and -inf are never
+        recommended. The array may be the model's own: read it, do not write to it."""
+        return self._score_users(np.asarray(users, dtype=np.int64))
+
+    def score_encoded(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """One score (a predicted rating for rating models) per pair of dense indices; -1
+        marks an unknown user or item, answered by the cold-start fallback as ``score`` does."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        known = (users >= 0) & (items >= 0)
+        if known.all():
+            return np.asarray(self._score_pairs(users, items), dtype=np.float64)
+        out = np.empty(users.size, dtype=np.float64)
+        if known.any():
+            out[known] = self._score_pairs(users[known], items[known])
+        out[~known] = self._fallback_pairs(users[~known], items[~known])
+        return out
+
+    def cold_scores(self) -> np.ndarray:
+        """The scores of every item for a user the model does not know (the cold-start
+        fallback), the same for every such user."""
+        return self._fallback_scores(1)[0]
+
+    def shared_scores(self) -> np.ndarray | None:
+        """The scores of every item when they are the same for every known user (popularity),
+        else None. The harness then ranks from one sorted order per step: O(history) per
+        event instead of O(catalogue)."""
+        return None
+
+    def item_vectors(self) -> np.ndarray | None:
+        """Item vectors ``V`` (``n_items`` rows) when the scores of known users are exactly
+        ``user_vectors(users) @ V.T``, else None. The harness then computes the product
+        itself, in float32 blocks under a memory budget, on a GPU where there is one."""
+        return None
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """The vectors of known users (dense indices) that ``item_vectors`` pairs with."""
+        raise NotImplementedError(f"{type(self).__name__} has no item_vectors")
+
+    def predicts_ratings(self) -> bool:
+        """True when ``score`` returns predicted ratings rather than ranking scores."""
+        return bool(self._predicts_ratings())
+
+    def _partial_fit_encoded(self, batch: Batch) -> None:
+        self.learn_encoded(batch)
 
     def _check_and_prepare(self, batch: Batch, n_users: int, n_items: int) -> None:
         """``_check_batch`` then ``_prepare``; if either raises, the ids the batch added to the

@@ -10,6 +10,11 @@ from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
 __all__ = ["DecayedPopularity", "Popularity", "Random"]
 
 
+def _scores_as(model: IncrementalRecommender, owner: type) -> bool:
+    """``model`` scores known users with ``owner``'s own ``_score_users``."""
+    return type(model)._score_users is owner._score_users
+
+
 class Popularity(IncrementalRecommender):
     """Recommend the items with the most interactions so far (all-time counts).
 
@@ -61,6 +66,10 @@ class Popularity(IncrementalRecommender):
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.popularity_[items]
+
+    def shared_scores(self) -> np.ndarray | None:
+        # a subclass that scores otherwise is not known to score every user alike
+        return self.popularity_ if _scores_as(self, Popularity) else None
 
     def _fallback_scores(self, n_rows: int) -> np.ndarray:
         if self._newcomer_settings() is not None:
@@ -171,6 +180,9 @@ class DecayedPopularity(IncrementalRecommender):
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self._decayed()[items]
+
+    def shared_scores(self) -> np.ndarray | None:
+        return self._decayed() if _scores_as(self, DecayedPopularity) else None
 
     def _fallback_scores(self, n_rows: int) -> np.ndarray:
         return self._score_users(np.zeros(n_rows, dtype=np.int64))

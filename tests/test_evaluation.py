@@ -466,7 +466,7 @@ def test_big_steps_are_scored_in_blocks_of_users_with_the_same_result(small, mon
 
     stream = Stream(small, step=50, warmup=30)
     whole = compare({"m": CoOccurrence()}, stream, ks=(5, 10)).records["m"]
-    monkeypatch.setattr(replay_module, "_BLOCK_CELLS", 120)  # two or three users per block
+    monkeypatch.setattr(replay_module, "_BLOCK_BYTES", 8 * 120)  # two or three users per block
     blocks = compare({"m": CoOccurrence()}, stream, ks=(5, 10)).records["m"]
     np.testing.assert_array_equal(blocks.rank, whole.rank)
     np.testing.assert_array_equal(blocks.recommended, whole.recommended)

@@ -231,8 +231,15 @@ class _ImplicitMF(IncrementalRecommender):
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         if not self.is_trained:
             return np.zeros((users.size, self.n_items))
-        user_factors = self.model_.user_factors[users]
-        return (user_factors @ self.model_.item_factors.T).astype(np.float64)
+        return self.model_.user_factors[users] @ self.model_.item_factors.T
+
+    def item_vectors(self) -> np.ndarray | None:
+        if not self.is_trained or type(self)._score_users is not _ImplicitMF._score_users:
+            return None
+        return self.model_.item_factors
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        return self.model_.user_factors[users]
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if not self.is_trained:

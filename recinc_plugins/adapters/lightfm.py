@@ -457,7 +457,7 @@ class LightFMRecommender(IncrementalRecommender):
         scores = user_emb @ item_emb.T
         scores += user_bias[:, None]
         scores += item_bias[None, :]
-        return scores.astype(np.float64)
+        return scores
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if not self.is_trained:

@@ -1,9 +1,11 @@
 """The prequential replay of one model over a Stream: score each step, then learn it.
 
-This is the harness's hot loop. It talks to a model through the base class's encoded fast path
-(``_score_users``, ``_fallback_scores``, ``_score_pairs``, ``_fallback_pairs`` and
-``_partial_fit_encoded``), translating the stream's codes into the model's own indices with
-tables filled only when new ids appear, so no DataFrame is built per step.
+This is the harness's hot loop. It talks to a model only through the public encoded interface
+of :class:`~recinc_plugins.base.IncrementalRecommender` (``add_ids``, ``learn_encoded``,
+``score_block``, ``score_encoded``, ``cold_scores``, ``shared_scores``, ``item_vectors`` and
+``user_vectors``), translating the stream's codes into the model's own indices with tables
+filled only when new ids appear, so no DataFrame is built per step and a model written outside
+this package is replayed exactly like a built-in one.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from .stream import Stream
 
 __all__ = ["ReplayConfig", "ReplayRecord", "replay"]
 
-_CHECKPOINT_VERSION = 2
-_BLOCK_CELLS = 4_000_000  # scores held at once when a step has many users (32 MB of float64)
+_CHECKPOINT_VERSION = 3
+#: the most bytes of scores held at once when a step ranks many users (a block of users)
+_BLOCK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,22 @@ def _rss_mb() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def _is_range(values: np.ndarray, start: int) -> bool:
+    """``values`` is ``start, start + 1, ...``: model indices equal the stream's codes."""
+    return bool(np.array_equal(values, np.arange(start, start + values.size)))
+
+
+class _ByteCounter:
+    """A write-only file that counts what is written: a pickled size without the bytes."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        return len(data)
+
+
 def _safe_name(name: str) -> str:
     """A file stem for model ``name``: its safe characters and a short hash of the exact name
     (so "pop/a" and "pop_a" do not share files)."""
@@ -131,7 +150,19 @@ def _model_identity(model: IncrementalRecommender) -> tuple[str, dict[str, str]]
 
 
 class _Replay:
-    """The mutable state of one replay; checkpointable between steps."""
+    """The mutable state of one replay; checkpointable between steps.
+
+    The protocol is written once, for any step size: each step's ranked events are grouped by
+    user, every user gets one top-``max(ks)`` list (the unknown users of a step share the
+    cold-start one), the lists give the coverage, and an event's rank is its item's place in
+    its user's list. How a list is computed follows what the model says of its scores:
+
+    - ``shared_scores()`` (the same for every known user) and the cold-start fallback: one
+      exact order of the step's best items, each user's list read off it past the user's own
+      excluded items: O(history) per user, not O(catalogue);
+    - ``item_vectors()`` (a dot product): float32 GEMM blocks, under a memory budget;
+    - otherwise ``score_block`` in blocks of users.
+    """
 
     def __init__(self, name: str, model: IncrementalRecommender, stream: Stream,
                  config: ReplayConfig) -> None:
@@ -140,7 +171,6 @@ class _Replay:
         self.stream = stream
         self.config = config
         self.identity = _model_identity(model)  # as given: what a resume must agree on
-        n_scored = stream.n_scored
         self.table_u = np.full(stream.n_users, -1, dtype=np.int64)
         self.table_i = np.full(stream.n_items, -1, dtype=np.int64)
         self.mapped_u = 0
@@ -148,16 +178,19 @@ class _Replay:
         # the model's indices equal the stream's codes (the usual case): no translation needed
         self.identity_u = True
         self.identity_i = True
+        self.sample = config.sample(stream.n_scored) if config.ranking else None
         self.record = ReplayRecord(
             name=name,
-            rank=np.full(n_scored, np.inf),
-            pred=np.full(n_scored, np.nan),
+            rank=np.full(stream.n_scored, np.inf),
+            pred=np.full(stream.n_scored if stream.has_ratings else 0, np.nan),
             recommended=np.zeros((len(config.ks), stream.n_items), dtype=bool),
             score_s=np.zeros(stream.n_steps),
             update_s=np.zeros(stream.n_steps),
             scored_users=np.zeros(stream.n_steps, dtype=np.int64),
+            scored=self.sample,
         )
-        self.theta = -np.inf  # last top-K threshold: a cheap first guess for the next one
+        # per kind of row (unknown user, known user): the last one-row list's kmax-th score
+        self.theta = {False: -np.inf, True: -np.inf}
         self.mem_base = _rss_mb()
         self.mem_peak = self.mem_base
 
@@ -165,18 +198,17 @@ class _Replay:
 
     def _map_new(self, n_users: int, n_items: int) -> None:
         """Give the model the ids first seen before ``n_users``/``n_items`` (stream codes)."""
-        model, stream = self.model, self.stream
+        stream = self.stream
         if n_users > self.mapped_u:
-            new = model.user_index_.add(stream.user_ids[self.mapped_u:n_users])
+            new, _ = self.model.add_ids(users=stream.user_ids[self.mapped_u:n_users])
             self.table_u[self.mapped_u:n_users] = new
-            if self.identity_u and not np.array_equal(new, np.arange(self.mapped_u, n_users)):
+            if self.identity_u and not _is_range(new, self.mapped_u):
                 self.identity_u = False
             self.mapped_u = n_users
         if n_items > self.mapped_i:
-            new = model.item_index_.add(stream.item_ids[self.mapped_i:n_items])
+            _, new = self.model.add_ids(items=stream.item_ids[self.mapped_i:n_items])
             self.table_i[self.mapped_i:n_items] = new
-            if self.identity_i and not np.array_equal(
-                    new, np.arange(self.mapped_i, n_items)):
+            if self.identity_i and not _is_range(new, self.mapped_i):
                 self.identity_i = False
             self.mapped_i = n_items
 
@@ -188,110 +220,267 @@ class _Replay:
         if stream.n_warmup:
             model.fit(stream.warmup_frame())
         else:
-            model._reset()
+            model.reset()
         self.record.fit_s = time.perf_counter() - t0
         # the model encoded the warm-up itself: read its indices for the stream's codes (add,
         # not lookup, in case a model's fit left some id out)
         n_u = int(stream.users[: stream.n_warmup].max(initial=-1)) + 1
         n_i = int(stream.items[: stream.n_warmup].max(initial=-1)) + 1
-        self.table_u[:n_u] = model.user_index_.add(stream.user_ids[:n_u])
-        self.table_i[:n_i] = model.item_index_.add(stream.item_ids[:n_i])
+        users, items = model.add_ids(users=stream.user_ids[:n_u], items=stream.item_ids[:n_i])
+        self.table_u[:n_u], self.table_i[:n_i] = users, items
         self.mapped_u, self.mapped_i = n_u, n_i
         # whether a model's scores are ratings is settled by its first learned events: after
         # the warm-up, or after the first step when there is none
         self.rates = self._predict_ratings()
         self.rate_check = not self.rates and not model.is_fitted
-        self.identity_u = bool(np.array_equal(self.table_u[:n_u], np.arange(n_u)))
-        self.identity_i = bool(np.array_equal(self.table_i[:n_i], np.arange(n_i)))
+        self.identity_u = _is_range(users, 0)
+        self.identity_i = _is_range(items, 0)
 
     # -- scoring -----------------------------------------------------------------------------
-
-    def _gather(self, rows: np.ndarray, n_items: int) -> np.ndarray:
-        """Model score rows -> candidate columns (stream item codes ``0..n_items-1``)."""
-        if self.identity_i:
-            return np.array(rows[:, :n_items], dtype=np.float64)
-        return np.asarray(rows, dtype=np.float64)[:, self.table_i[:n_items]]
 
     def _predict_ratings(self) -> bool:
         rating = self.config.rating
         if rating == "never" or not self.stream.has_ratings:
             return False
-        return rating == "always" or bool(self.model._predicts_ratings())
+        return rating == "always" or self.model.predicts_ratings()
 
-    def _rate(self, users: np.ndarray, items: np.ndarray, out: np.ndarray) -> None:
-        model = self.model
-        mu, mi = self.table_u[users], self.table_i[items]
-        known = (mu >= 0) & (mi >= 0)
-        if known.all():
-            pred = np.asarray(model._score_pairs(mu, mi), dtype=np.float64)
-        else:
-            pred = np.empty(users.size)
-            if known.any():
-                pred[known] = model._score_pairs(mu[known], mi[known])
-            pred[~known] = model._fallback_pairs(mu[~known], mi[~known])
-        if self.config.clip is not None:
-            pred = np.clip(pred, self.config.clip[0], self.config.clip[1])
-        out[:] = pred
+    def _to_stream_order(self, row: np.ndarray, n_items: int) -> np.ndarray:
+        """A score row (or rows) in model item indices -> a fresh array over stream item codes
+        ``0..n_items-1``, float32 kept, anything else float64."""
+        row = np.asarray(row)
+        dtype = np.float32 if row.dtype == np.float32 else np.float64
+        if self.identity_i:
+            return np.array(row[..., :n_items], dtype=dtype)
+        return np.asarray(row[..., self.table_i[:n_items]], dtype=dtype)
 
     def _score_step(self, j: int) -> None:
-        """Rank (and rate) every event of step ``j`` against the model as it is now."""
-        stream, config, model, record = self.stream, self.config, self.model, self.record
+        """Rate and rank the (sampled) events of step ``j`` against the model as it is now."""
+        stream, config, record = self.stream, self.config, self.record
         s, t = int(stream.bounds[j]), int(stream.bounds[j + 1])
-        off = stream.n_warmup
-        users, items = stream.users[s:t], stream.items[s:t]
-        n_items = int(stream.n_items_before[j])
-        n_users = int(stream.n_users_before[j])
+        lo = s - stream.n_warmup  # the step's first position among the scored events
+        if self.sample is None:
+            pos = np.arange(lo, lo + t - s)
+        else:
+            pos = lo + np.flatnonzero(self.sample[lo:lo + t - s])
+            if pos.size == 0:
+                return
+        ev = pos + stream.n_warmup
+        users, items = stream.users[ev], stream.items[ev]
         if self.rates:
             t0 = time.perf_counter()
-            self._rate(users, items, record.pred[s - off:t - off])
+            pred = self.model.score_encoded(self.table_u[users], self.table_i[items])
+            if config.clip is not None:
+                pred = np.clip(pred, config.clip[0], config.clip[1])
+            record.pred[pos] = pred
             record.score_s[j] += time.perf_counter() - t0
             record.predicts_ratings = True
             if not config.ranking:
                 record.scored_users[j] += users.size
-        if not config.ranking or n_items == 0:
-            return
+        n_items = int(stream.n_items_before[j])
+        if config.ranking and n_items:
+            record.rank[pos] = self._rank(j, pos, users, items, n_items)
+
+    def _rank(self, j: int, pos: np.ndarray, users: np.ndarray, items: np.ndarray,
+              n_items: int) -> np.ndarray:
+        """0-based ranks (inf past max(K)) of ``items`` for ``users``, and the coverage."""
+        stream, config, record = self.stream, self.config, self.record
+        kmax = max(config.ks)
+        if users.size == 1:  # one event (one-event steps): one row, in scalars
+            user, p = int(users[0]), int(pos[0])
+            known = user < int(stream.n_users_before[j])
+            start = count = 0
+            if known and config.exclude_seen:
+                user_ptr, _, n_before = stream.history
+                start, count = int(user_ptr[user]), int(n_before[p])
+            top = self._one_list(j, user, known, start, count, n_items, kmax)
+            record.scored_users[j] += 1
+            for r, k in enumerate(config.ks):
+                chosen = top[:k]
+                record.recommended[r, chosen[chosen >= 0]] = True
+            found = (top == items[0]).nonzero()[0]
+            if found.size == 0 or (config.exclude_seen and stream.repeat[p]):
+                return np.inf
+            return float(found[0])
         uniq, inverse = np.unique(users, return_inverse=True)
         inverse = inverse.reshape(-1)
-        if config.exclude_seen:
-            user_ptr, user_items, n_before = stream.history
-            # every event of a user in this step has the same history before the step
-            any_event = np.zeros(uniq.size, dtype=np.int64)
-            any_event[inverse] = np.arange(users.size)
-            history = n_before[s - off + any_event]
-        rank = np.full(users.size, np.inf)
-        # users in blocks, so a big step never holds a users x items matrix larger than this
-        block = max(1, _BLOCK_CELLS // n_items)
-        for b0 in range(0, uniq.size, block):
-            rows = uniq[b0:b0 + block]
-            known = rows < n_users
-            t0 = time.perf_counter()
-            scores = np.empty((rows.size, n_items))
-            if known.any():
-                scores[known] = self._gather(model._score_users(self.table_u[rows[known]]),
-                                             n_items)
-            if not known.all():
-                scores[~known] = self._gather(model._fallback_scores(int((~known).sum())),
-                                              n_items)
-            record.score_s[j] += time.perf_counter() - t0
-            record.scored_users[j] += rows.size
-            np.nan_to_num(scores, copy=False, nan=-np.inf)
-            if config.exclude_seen:
-                counts = history[b0:b0 + block]
-                masked = np.repeat(np.arange(rows.size), counts)
-                scores[masked, user_items[concat_ranges(user_ptr[rows], counts)]] = -np.inf
-            # the top-max(K) lists (ties to the item seen first, the lower code) give both the
-            # ranks that matter and the coverage; a rank past max(K) only ever counts as a miss
-            idx, _ = top_k(scores, max(config.ks))
-            for r, k in enumerate(config.ks):
-                top = idx[:, :k]
-                record.recommended[r, top[top >= 0]] = True
-            ev = np.flatnonzero((inverse >= b0) & (inverse < b0 + block))
-            match = idx[inverse[ev] - b0] == items[ev, None]
-            rank[ev] = np.where(match.any(axis=1), match.argmax(axis=1), np.inf)
+        lists = np.empty((uniq.size, kmax), dtype=np.int64)
+        known = uniq < int(stream.n_users_before[j])
+        n_known = int(np.count_nonzero(known))
+        if config.exclude_seen and n_known:
+            # every event of a user in a step has the same history before the step
+            any_event = np.empty(uniq.size, dtype=np.int64)
+            any_event[inverse] = pos
+            user_ptr, _, n_before = stream.history
+            starts = user_ptr[uniq[known]]
+            counts = n_before[any_event[known]]
+        else:
+            starts = counts = np.zeros(n_known, dtype=np.int64)
+        clock = time.perf_counter
+        if n_known < uniq.size:
+            t0 = clock()
+            cold = self.model.cold_scores()
+            record.score_s[j] += clock() - t0
+            row = self._to_stream_order(cold, n_items)
+            lists[~known] = self._shared_lists(row, np.zeros(1, np.int64),
+                                               np.zeros(1, np.int64), kmax)
+        if n_known:
+            model = self.model
+            t0 = clock()
+            shared = model.shared_scores()
+            record.score_s[j] += clock() - t0
+            mapped = self.table_u[uniq[known]]
+            if shared is not None:
+                row = self._to_stream_order(shared, n_items)
+                found = self._shared_lists(row, starts, counts, kmax)
+            else:
+                found = self._row_lists(j, mapped, starts, counts, n_items, kmax)
+            if n_known == uniq.size:
+                lists = found
+            else:
+                lists[known] = found
+        record.scored_users[j] += uniq.size
+        for r, k in enumerate(config.ks):
+            top = lists[:, :k]
+            record.recommended[r, top[top >= 0]] = True
+        if lists.shape[1] == 0:
+            return np.full(users.size, np.inf)
+        match = lists[inverse] == items[:, None]
+        rank = np.where(match.any(axis=1), match.argmax(axis=1), np.inf)
         if config.exclude_seen:
             # a repeat's item was masked, so it is never found: a miss by construction
-            rank[stream.repeat[s - off:t - off]] = np.inf
-        record.rank[s - off:t - off] = rank
+            rank[stream.repeat[pos]] = np.inf
+        return rank
+
+    def _one_list(self, j: int, user: int, known: bool, start: int, count: int,
+                  n_items: int, kmax: int) -> np.ndarray:
+        """The top-``kmax`` list of one user (stream code ``user``): its score row, its own
+        excluded items masked, the best ``kmax`` read off it."""
+        model, record = self.model, self.record
+        t0 = time.perf_counter()
+        if not known:
+            raw = model.cold_scores()
+        else:
+            raw = model.shared_scores()
+            if raw is None:
+                rows = self.table_u[user:user + 1]
+                vectors = model.item_vectors()
+                if vectors is not None:
+                    raw = np.asarray(model.user_vectors(rows), dtype=np.float32) @ np.asarray(
+                        vectors, dtype=np.float32).T
+                else:
+                    raw = model.score_block(rows)
+                raw = raw[0]
+        record.score_s[j] += time.perf_counter() - t0
+        row = self._to_stream_order(raw, n_items)
+        if count:
+            _, user_items, _ = self.stream.history
+            row[user_items[start:start + count]] = -np.inf
+        return self._row_top(row, kmax, known)
+
+    def _row_top(self, row: np.ndarray, kmax: int, slot: bool) -> np.ndarray:
+        """The ``kmax`` best entries of one score row (which it may modify), best first, ties
+        to the lower index, never NaN or -inf; -1 pads a short list. The last row's ``kmax``-th
+        score (per ``slot``: known or unknown user) is a first guess at this one's, which
+        usually leaves a few dozen candidates to sort instead of the whole row."""
+        nan = np.isnan(row)
+        if nan.any():
+            row[nan] = -np.inf
+        n = row.size
+        k = min(kmax, n)
+        cand = (row >= self.theta[slot]).nonzero()[0]
+        if not k <= cand.size <= max(16 * kmax, 512):
+            kth = np.partition(row, n - k)[n - k]
+            cand = (row >= kth).nonzero()[0]
+        vals = row[cand]
+        order = np.argsort(-vals, kind="stable")[:k]  # cand ascends: ties stay lowest first
+        vals = vals[order]
+        self.theta[slot] = vals[k - 1] if vals.size >= k else -np.inf
+        top = cand[order][vals > -np.inf]
+        out = np.full(kmax, -1, dtype=np.int64)
+        out[:top.size] = top
+        return out
+
+    def _shared_lists(self, row: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                      kmax: int) -> np.ndarray:
+        """Top-``kmax`` lists of users who share the score ``row``, each past its own excluded
+        items (``user_items[starts[u]:starts[u] + counts[u]]``): one exact order of the best
+        ``kmax + max(distinct history)`` items, read per user. -1 pads a short list."""
+        n = starts.size
+        _, user_items, _ = self.stream.history
+        if counts.size and counts.max() > 0:
+            idx = concat_ranges(starts, counts)
+            first = self.stream.history_first[idx]
+            x_items = user_items[idx][first]
+            x_user = np.repeat(np.arange(n), counts)[first]
+            longest = int(np.bincount(x_user, minlength=n).max())
+        else:
+            x_items = x_user = np.empty(0, dtype=np.int64)
+            longest = 0
+        order, _ = top_k(row[None, :], min(kmax + longest, row.size))
+        order = order[0]
+        order = order[order >= 0]  # -inf and NaN are never recommended
+        m = order.size
+        if x_items.size and m:
+            place = np.full(row.size, -1, dtype=np.int64)
+            place[order] = np.arange(m)
+            x_place = place[x_items]
+            inside = x_place >= 0
+            x_user, x_place = x_user[inside], x_place[inside]
+        if x_items.size == 0 or m == 0 or x_user.size == 0:  # no list has an exclusion
+            out = np.full((n, kmax), -1, dtype=np.int64)
+            out[:, :min(kmax, m)] = order[:kmax]
+            return out
+        # a user's list is the first kmax places of the order that are not among its own
+        lengths = np.minimum(kmax + np.bincount(x_user, minlength=n), m)
+        cand_user = np.repeat(np.arange(n), lengths)
+        cand_place = concat_ranges(np.zeros(n, dtype=np.int64), lengths)
+        excluded = np.sort(x_user * m + x_place)
+        keys = cand_user * m + cand_place
+        hit = np.searchsorted(excluded, keys)
+        hit[hit == excluded.size] = 0
+        keep = excluded[hit] != keys
+        cand_user, cand_place = cand_user[keep], cand_place[keep]
+        within = np.arange(cand_user.size) - np.searchsorted(cand_user, cand_user)
+        ok = within < kmax
+        out = np.full((n, kmax), -1, dtype=np.int64)
+        out[cand_user[ok], within[ok]] = order[cand_place[ok]]
+        return out
+
+    def _row_lists(self, j: int, mapped: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                   n_items: int, kmax: int) -> np.ndarray:
+        """Top-``kmax`` lists of known users (model indices ``mapped``) from score rows: the
+        model's GEMM when it has ``item_vectors``, else its ``score_block``, in blocks of users
+        that keep a block's scores under ``_BLOCK_BYTES``."""
+        model, record = self.model, self.record
+        _, user_items, _ = self.stream.history
+        clock = time.perf_counter
+        t0 = clock()
+        vectors = model.item_vectors()
+        if vectors is not None:
+            vectors = self._to_stream_order(np.asarray(vectors).T, n_items)
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        record.score_s[j] += clock() - t0
+        itemsize = 4 if vectors is not None else 8
+        block = max(1, _BLOCK_BYTES // itemsize // max(n_items, 1))
+        out = np.full((mapped.size, kmax), -1, dtype=np.int64)
+        for b0 in range(0, mapped.size, block):
+            rows = mapped[b0:b0 + block]
+            t0 = clock()
+            if vectors is not None:
+                scores = np.asarray(model.user_vectors(rows), dtype=np.float32) @ vectors
+                record.score_s[j] += clock() - t0
+            else:
+                raw = model.score_block(rows)
+                record.score_s[j] += clock() - t0
+                scores = self._to_stream_order(raw, n_items)
+            counts_b = counts[b0:b0 + block]
+            if counts_b.size and counts_b.max() > 0:
+                masked = np.repeat(np.arange(rows.size), counts_b)
+                scores[masked, user_items[concat_ranges(starts[b0:b0 + block], counts_b)]] = \
+                    -np.inf
+            found = top_k(scores, kmax)[0]  # fewer columns than kmax in a tiny catalogue
+            out[b0:b0 + block, :found.shape[1]] = found
+        return out
 
     # -- learning ----------------------------------------------------------------------------
 
@@ -299,16 +488,17 @@ class _Replay:
         stream, record = self.stream, self.record
         s, t = int(stream.bounds[j]), int(stream.bounds[j + 1])
         self._map_new(int(stream.n_users_before[j + 1]), int(stream.n_items_before[j + 1]))
+        users, items = stream.users[s:t], stream.items[s:t]
         batch = Batch(
-            users=self.table_u[stream.users[s:t]],
-            items=self.table_i[stream.items[s:t]],
+            users=users.astype(np.int64) if self.identity_u else self.table_u[users],
+            items=items.astype(np.int64) if self.identity_i else self.table_i[items],
             ratings=None if stream.ratings is None else stream.ratings[s:t],
             weights=None if stream.weights is None else stream.weights[s:t],
             timestamps=None if stream.timestamps is None else stream.timestamps[s:t],
             frame=stream.frame.iloc[s:t] if stream.has_extra_columns else None,
         )
         t0 = time.perf_counter()
-        self.model._partial_fit_encoded(batch)
+        self.model.learn_encoded(batch)
         record.update_s[j] = time.perf_counter() - t0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -318,30 +508,35 @@ class _Replay:
         every = self.config.checkpoint_every if self.config.checkpoint_dir else 0
         self._t0 = time.perf_counter() - record.wall_s
         cpu0 = time.process_time()
-        if np.all(np.diff(stream.bounds) == 1) and self.config.ranking:
-            self._run_single(bar, every)
-        else:
-            for j in range(record.steps_done, stream.n_steps):
-                self._score_step(j)
-                self._learn_step(j)
-                if self.rate_check:
-                    self.rates, self.rate_check = self._predict_ratings(), False
-                record.steps_done = j + 1
-                self._check_budget()
+        # small steps report, check the budget and sample memory in batches of steps
+        flush = max(1, min(2048, every or 2048, 4096 // max(1, stream.n_scored
+                                                              // max(stream.n_steps, 1))))
+        if self.config.time_budget_s is not None:
+            flush = min(flush, 256)
+        pending = 0
+        for j in range(record.steps_done, stream.n_steps):
+            self._score_step(j)
+            self._learn_step(j)
+            if self.rate_check:
+                self.rates, self.rate_check = self._predict_ratings(), False
+            record.steps_done = j + 1
+            pending += 1
+            if pending >= flush or j + 1 == stream.n_steps:
                 if bar is not None:
-                    bar.update(int(stream.bounds[j + 1] - stream.bounds[j]))
-                if every and record.steps_done % every == 0:
-                    self._sample_memory()
-                    self.checkpoint()
-                elif j % 64 == 0:
-                    self._sample_memory()
+                    bar.update(int(stream.bounds[j + 1] - stream.bounds[j + 1 - pending]))
+                pending = 0
+                self._check_budget()
+                self._sample_memory()
+            if every and record.steps_done % every == 0:
+                self.checkpoint()
         record.wall_s = time.perf_counter() - self._t0
         record.extra["cpu_s"] = record.extra.get("cpu_s", 0.0) + time.process_time() - cpu0
         self._sample_memory()
         record.peak_mem_mb = self.mem_peak - self.mem_base
         try:
-            size = len(pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL))
-            record.model_mb = size / 2**20
+            counter = _ByteCounter()
+            pickle.dump(self.model, counter, protocol=pickle.HIGHEST_PROTOCOL)
+            record.model_mb = counter.n / 2**20
         except Exception as exc:  # a size is not worth failing a finished replay for
             record.extra["model_mb_error"] = f"{type(exc).__name__}: {exc}"
         record.extra["identity_items"] = self.identity_i
@@ -357,181 +552,6 @@ class _Replay:
 
     def _sample_memory(self) -> None:
         self.mem_peak = max(self.mem_peak, _rss_mb())
-
-    def _run_single(self, bar: Any, every: int) -> None:
-        """The one-event-per-step loop: scalars and small arrays only, every step ~ tens of us.
-
-        Same protocol as ``_score_step``/``_learn_step`` (the tests check both agree).
-        """
-        stream, config, model, record = self.stream, self.config, self.model, self.record
-        off = stream.n_warmup
-        users, items = stream.users, stream.items
-        users_l, items_l = users.tolist(), items.tolist()
-        n_items_before = stream.n_items_before.tolist()
-        user_ptr, user_items, n_before = stream.history
-        ptr_l, n_before_l = user_ptr.tolist(), n_before.tolist()
-        repeat = stream.repeat.tolist() if config.exclude_seen else None
-        ratings, weights, stamps = stream.ratings, stream.weights, stream.timestamps
-        frame = stream.frame if stream.has_extra_columns else None
-        table_u, table_i = self.table_u, self.table_i
-        rank_out, pred_out = record.rank, record.pred
-        score_s, update_s, scored_users = record.score_s, record.update_s, record.scored_users
-        recommended = record.recommended
-        ks = config.ks
-        kmax = max(ks)
-        multi_k = len(ks) > 1
-        exclude = config.exclude_seen
-        identity_u, identity_i = self.identity_u, self.identity_i
-        mapped_u = self.mapped_u
-        cover = self._cover_one
-        rec0 = recommended[0]
-        cap = max(16 * kmax, 512)
-        rate = self._predict_ratings
-        rates, rate_check = self.rates, self.rate_check
-        clock = time.perf_counter
-        score_users, fallback = model._score_users, model._fallback_scores
-        learn = model._partial_fit_encoded
-        neg_inf = -np.inf
-        pending = 0
-        last_checkpoint = record.steps_done
-        flush = min(2048, every) if every else 2048
-        if config.time_budget_s is not None:
-            flush = min(flush, 256)
-        for j in range(record.steps_done, stream.n_steps):
-            e = off + j
-            u, i = users_l[e], items_l[e]
-            n_items = n_items_before[j]
-            if rates:
-                t0 = clock()
-                self._rate(users[e:e + 1], items[e:e + 1], pred_out[j:j + 1])
-                score_s[j] += clock() - t0
-                record.predicts_ratings = True
-            if n_items:
-                t0 = clock()
-                row = score_users(table_u[u:u + 1]) if u < mapped_u else fallback(1)
-                t1 = clock()
-                if rates:
-                    score_s[j] += t1 - t0
-                else:
-                    score_s[j] = t1 - t0
-                scored_users[j] = 1
-                if identity_i:
-                    scores = np.array(row[0, :n_items], dtype=np.float64)
-                else:
-                    scores = np.asarray(row[0], dtype=np.float64)[table_i[:n_items]]
-                if exclude:
-                    c = n_before_l[j]
-                    if c:
-                        p = ptr_l[u]
-                        scores[user_items[p:p + c]] = neg_inf
-                # a threshold at or below this row's max(K)-th score: the last row's, which
-                # usually leaves a few dozen candidates. Everything in the top-max(K) lists is
-                # among them, so a target below it is a miss, and when every candidate is
-                # already covered the lists add nothing to the coverage.
-                theta = self.theta
-                cand = (scores >= theta).nonzero()[0]
-                k_eff = kmax if kmax < n_items else n_items
-                if not multi_k and k_eff <= cand.size <= cap:
-                    if not rec0[cand].all():
-                        vals = scores[cand]
-                        part = vals.copy()
-                        part.partition(cand.size - k_eff)
-                        kth = part[cand.size - k_eff]
-                        if neg_inf < kth:  # finite (NaN and -inf go the general way)
-                            sel = (vals >= kth).nonzero()[0]
-                            if sel.size != k_eff:  # ties at the k-th score: lowest codes win
-                                better = (vals > kth).nonzero()[0]
-                                tied = (vals == kth).nonzero()[0][: k_eff - better.size]
-                                sel = np.concatenate((better, tied))
-                            rec0[cand[sel]] = True
-                            self.theta = kth
-                        else:
-                            cover(scores, n_items, kmax, multi_k, ks, recommended)
-                else:
-                    _, theta = cover(scores, n_items, kmax, multi_k, ks, recommended)
-                if i < n_items and not (exclude and repeat[j]):
-                    target = scores[i]
-                    if target >= theta and target != neg_inf:  # (False for NaN: a miss)
-                        rank = (np.count_nonzero(scores > target)
-                                + np.count_nonzero(scores[:i] == target))
-                        if rank < kmax:
-                            rank_out[j] = rank
-            # learn the step
-            if u >= mapped_u or i >= self.mapped_i:
-                self._map_new(max(u + 1, mapped_u), max(i + 1, self.mapped_i))
-                identity_u, identity_i = self.identity_u, self.identity_i
-                mapped_u = self.mapped_u
-            batch = Batch(
-                users=users[e:e + 1] if identity_u else table_u[users[e:e + 1]],
-                items=items[e:e + 1] if identity_i else table_i[items[e:e + 1]],
-                ratings=None if ratings is None else ratings[e:e + 1],
-                weights=None if weights is None else weights[e:e + 1],
-                timestamps=None if stamps is None else stamps[e:e + 1],
-                frame=None if frame is None else frame.iloc[e:e + 1],
-            )
-            t0 = clock()
-            learn(batch)
-            update_s[j] = clock() - t0
-            if rate_check:
-                rates = self.rates = rate()
-                rate_check = self.rate_check = False
-            record.steps_done = j + 1
-            pending += 1
-            if pending >= flush:
-                if bar is not None:
-                    bar.update(pending)
-                pending = 0
-                self._check_budget()
-                self._sample_memory()
-                if every and record.steps_done - last_checkpoint >= every:
-                    self.checkpoint()
-                    last_checkpoint = record.steps_done
-        if bar is not None and pending:
-            bar.update(pending)
-
-    def _cover_one(self, scores: np.ndarray, n: int, kmax: int, multi_k: bool,
-                   ks: tuple[int, ...], recommended: np.ndarray) -> tuple[np.ndarray, float]:
-        """Mark one score row's top-K items (ties to the lower code, -inf never); return the
-        top-max(K) codes and the max(K)-th score. NaN scores are turned into -inf in place."""
-        k = min(kmax, n)
-        # the last row's threshold usually leaves a few dozen candidates, and partitioning
-        # those is far cheaper than partitioning the whole row
-        above = scores >= self.theta
-        n_above = np.count_nonzero(above)
-        if k <= n_above <= max(16 * kmax, 512):
-            cand = above.nonzero()[0]
-            vals = scores[cand]
-        else:
-            # NaN ranks as -inf; np.partition would put it last (above every number), so a
-            # few NaN scores would push the K-th score, and the threshold, too high
-            nan = np.isnan(scores)
-            if nan.any():
-                scores[nan] = -np.inf
-            cand = None
-            vals = scores
-        m = vals.size
-        kth = np.partition(vals, m - k)[m - k]
-        self.theta = kth
-        if kth == -np.inf:
-            chosen = (vals > kth).nonzero()[0]
-        else:
-            at_least = vals >= kth
-            if np.count_nonzero(at_least) == k:
-                chosen = at_least.nonzero()[0]
-            else:  # more ties at the k-th score than slots: the lowest codes win
-                better = (vals > kth).nonzero()[0]
-                tied = (vals == kth).nonzero()[0][: k - better.size]
-                chosen = np.concatenate([better, tied])
-        if multi_k:
-            chosen = chosen[np.lexsort((chosen, -vals[chosen]))]
-        if cand is not None:
-            chosen = cand[chosen]
-        if multi_k:
-            for r, kk in enumerate(ks):
-                recommended[r, chosen[:kk]] = True
-        else:
-            recommended[0, chosen] = True
-        return chosen, kth
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -556,7 +576,7 @@ class _Replay:
             "table_u": self.table_u, "table_i": self.table_i,
             "mapped_u": self.mapped_u, "mapped_i": self.mapped_i,
             "rates": self.rates, "rate_check": self.rate_check,
-            "identity_u": self.identity_u, "identity_i": self.identity_i, "theta": self.theta,
+            "identity_u": self.identity_u, "identity_i": self.identity_i,
             "record": self.record, "elapsed": time.perf_counter() - self._t0,
             "mem_peak": self.mem_peak - self.mem_base,
         }
@@ -578,9 +598,9 @@ class _Replay:
         self.table_u, self.table_i = state["table_u"], state["table_i"]
         self.mapped_u, self.mapped_i = state["mapped_u"], state["mapped_i"]
         self.identity_u, self.identity_i = state["identity_u"], state["identity_i"]
-        self.theta = state["theta"]
         self.rates, self.rate_check = state["rates"], state["rate_check"]
         self.record = state["record"]
+        self.sample = self.record.scored
         self.record.resumed_from = self.record.steps_done
         self.record.wall_s = state["elapsed"]
         self.mem_base = _rss_mb() - state["mem_peak"]

@@ -247,6 +247,19 @@ class Stream:
         return user_ptr, self.items[order], n_before.astype(np.int64)
 
     @cached_property
+    def history_first(self) -> np.ndarray:
+        """Aligned with ``history``'s ``user_items``: True where the entry is the first event
+        of its (user, item) pair, so a user's distinct items before a step are its flagged
+        entries there."""
+        user_ptr, user_items, _ = self.history
+        owner = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(user_ptr))
+        keys = owner * max(self.n_items, 1) + user_items
+        _, first_index = np.unique(keys, return_index=True)
+        first = np.zeros(keys.size, dtype=bool)
+        first[first_index] = True
+        return first
+
+    @cached_property
     def fingerprint(self) -> str:
         """A digest of the encoded stream and its steps (checkpoints are tied to it)."""
         digest = hashlib.sha256()
