@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError, FileNotFoundError) as exc:
         print(f"recinc: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a comparison (loading data, writing a report)
+        print("recinc: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,6 +54,13 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=None,
                         help="stop (and report as failed) a model whose replay runs longer than "
                              "this many seconds")
+    parser.add_argument("--eval-fraction", type=float, default=1.0, metavar="F",
+                        help="rank only a seeded fraction F (0 < F <= 1) of the scored events, "
+                             "the same for every model; every event is still learned, and the "
+                             "summary gives scored_events and a 95%% interval on recall@K "
+                             "(default: 1, every event)")
+    parser.add_argument("--eval-seed", type=int, default=0, metavar="N",
+                        help="seed of the --eval-fraction draw (default: 0)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="save models and replay state here every --checkpoint-every steps")
     parser.add_argument("--checkpoint-every", type=int, default=0,
@@ -62,7 +69,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from the checkpoints in --checkpoint-dir")
     parser.add_argument("--out", default=None,
                         help="write summary.csv, summary.json, curves.csv, report.md and plots "
-                             "to this folder")
+                             "to this folder; summary.csv gets each model's row as soon as it "
+                             "ends and status.json says which are running, so a killed or "
+                             "interrupted run keeps the models that finished")
     parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars; print only the summary table")
@@ -124,7 +133,7 @@ def _installed_models(only: tuple[str, ...] | None) -> tuple[list[str], list[str
 def run_compare(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..registry import make
-    from .comparison import compare
+    from .comparison import CompareInterrupted, compare
     from .report import format_summary, protocol_text
     from .stream import Stream
 
@@ -132,6 +141,11 @@ def run_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--window must be >= 1 event, got {args.window}")
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir, the folder to resume from")
+    if not 0 < args.eval_fraction <= 1:  # (False for NaN too)
+        raise ValueError(f"--eval-fraction must be in (0, 1], the fraction of the scored "
+                         f"events that is ranked, got {args.eval_fraction:g}")
+    if args.eval_seed < 0:
+        raise ValueError(f"--eval-seed must be a non-negative integer, got {args.eval_seed}")
     default_run = args.models is None
     if default_run or args.models.strip() == "all":
         names, skipped = _installed_models(DEFAULT_MODELS if default_run else None)
@@ -175,19 +189,27 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"{args.data}: {stream!r}", file=sys.stderr)
         if skipped:
             print("not run: " + "; ".join(skipped), file=sys.stderr)
-    result = compare(models, stream, ks=ks, target=args.target,
-                     exclude_seen=not args.keep_seen, clip=clip, n_jobs=jobs,
-                     progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
-                     checkpoint_every=args.checkpoint_every, resume=args.resume,
-                     time_budget_s=budget)
+    try:
+        result = compare(models, stream, ks=ks, target=args.target,
+                         exclude_seen=not args.keep_seen, clip=clip, n_jobs=jobs,
+                         progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume,
+                         time_budget_s=budget, eval_fraction=args.eval_fraction,
+                         eval_seed=args.eval_seed, out=args.out)
+    except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
+        result = exc.result
     if not args.quiet:
         print(protocol_text(result))
         print()
     print(format_summary(result))
     for name, tb in result.failures.items():
         print(f"\n{name} failed: {tb.strip().splitlines()[-1]}", file=sys.stderr)
+    if result.unfinished:
+        print(f"\ninterrupted: {', '.join(result.unfinished)} did not finish", file=sys.stderr)
     if args.out:
         written = result.write(args.out, plots=not args.no_plots, window=args.window)
         if not args.quiet:
             print(f"\nwrote {', '.join(sorted(written))} to {args.out}", file=sys.stderr)
+    if result.unfinished:
+        return 130  # the shell's code for a run stopped by Ctrl-C (SIGINT)
     return 0 if len(result.failures) < len(models) else 1

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import io
+import json
 import multiprocessing
+import os
+import signal
 import sys
 import time
 import traceback
@@ -17,14 +22,24 @@ import numpy as np
 import pandas as pd
 
 from ..base import IncrementalRecommender
-from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
+from .metrics import (
+    drift_points,
+    event_metrics,
+    paired_tests,
+    rating_metrics,
+    wilson_interval,
+    window_curves,
+)
 from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay
 from .stream import Stream
 
-__all__ = ["CompareResult", "compare"]
+__all__ = ["CompareInterrupted", "CompareResult", "compare"]
 
 _TARGETS = ("auto", "ranking", "rating")
 _RANKING_METRICS = ("recall", "precision", "f1", "ndcg", "mrr")
+
+
+_UNFINISHED = "not finished"
 
 
 @dataclass
@@ -42,8 +57,14 @@ class CompareResult:
         and predictions, per-step costs), for the models that finished.
     failures : dict
         Model name -> the traceback of the error that stopped it.
+    unfinished : list
+        The models an interrupted run (Ctrl-C) stopped before they finished.
     summary : pandas.DataFrame
-        One row per model (failed ones too, with ``status="failed"``).
+        One row per model (failed ones too, with ``status="failed"``, and the unfinished ones
+        of an interrupted run with ``status="not finished"``).
+    mask : numpy.ndarray or None
+        Which scored events were ranked (``eval_fraction < 1``), the same for every model;
+        None when every one was. Every metric is computed over the ranked events.
     """
 
     stream: Stream
@@ -51,8 +72,12 @@ class CompareResult:
     records: dict[str, ReplayRecord]
     failures: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.mask = self.config.sample(self.stream.n_scored)
+        for name, rec in self.records.items():
+            _check_mask(name, rec, self.mask)
         self.summary = self._summary()
         self._drift: pd.DataFrame | bool | None = False
 
@@ -61,12 +86,22 @@ class CompareResult:
         """The first (headline) K."""
         return self.config.ks[0]
 
+    @property
+    def n_ranked(self) -> int:
+        """How many scored events were ranked (all of them unless ``eval_fraction < 1``)."""
+        return self.stream.n_scored if self.mask is None else int(self.mask.sum())
+
+    def _ranked(self, values: np.ndarray) -> np.ndarray:
+        """Per-scored-event ``values`` restricted to the ranked events."""
+        return values if self.mask is None else values[self.mask]
+
     # -- per-event outcomes ------------------------------------------------------------------
 
     def hits(self, k: int | None = None) -> dict[str, np.ndarray]:
-        """Model -> per-event hit@K (bool) on the scored events, in stream order."""
+        """Model -> per-event hit@K (bool) on the ranked events (every scored event unless
+        ``eval_fraction < 1``), in stream order."""
         k = self._check_k(k)
-        return {name: rec.rank < k for name, rec in self.records.items()}
+        return {name: self._ranked(rec.rank) < k for name, rec in self.records.items()}
 
     def _check_k(self, k: int | None) -> int:
         """``k``, or the headline K; ranks are kept only below the largest K of the run, so a
@@ -82,24 +117,28 @@ class CompareResult:
         return int(k)
 
     def events(self) -> pd.DataFrame:
-        """Tidy per-event outcomes: one row per model and scored event."""
+        """Tidy per-event outcomes: one row per model and ranked event (``position``: the
+        event's position in the stream)."""
         stream = self.stream
         off = stream.n_warmup
+        idx = (np.arange(stream.n_scored) if self.mask is None
+               else np.flatnonzero(self.mask))
         frames = []
         for name, rec in self.records.items():
+            rank = rec.rank[idx]
             data = {
                 "model": name,
-                "position": np.arange(off, len(stream)),
-                "user": stream.user_ids[stream.users[off:]],
-                "item": stream.item_ids[stream.items[off:]],
-                "rank": rec.rank,
-                f"hit@{self.k}": rec.rank < self.k,
-                "cold_user": stream.cold_user,
-                "cold_item": stream.cold_item,
+                "position": off + idx,
+                "user": stream.user_ids[stream.users[off + idx]],
+                "item": stream.item_ids[stream.items[off + idx]],
+                "rank": rank,
+                f"hit@{self.k}": rank < self.k,
+                "cold_user": stream.cold_user[idx],
+                "cold_item": stream.cold_item[idx],
             }
             if stream.has_ratings:
-                data["rating"] = stream.ratings[off:]
-                data["pred"] = rec.pred
+                data["rating"] = stream.ratings[off + idx]
+                data["pred"] = rec.pred[idx]
             frames.append(pd.DataFrame(data))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -109,48 +148,46 @@ class CompareResult:
         rows = []
         for name in self.order:
             if name in self.failures:
-                error = self.failures[name].strip().splitlines()
-                rows.append({"model": name, "status": "failed",
-                             "error": error[-1] if error else "failed"})
-                continue
-            rows.append(self._summary_row(name, self.records[name]))
-        summary = pd.DataFrame(rows)
-        # a failed model's row has no counts: keep the count columns integer (nullable) rather
-        # than let the missing values turn them into floats
-        for col in summary.columns:
-            if col == "events" or col.endswith("_events"):
-                values = summary[col]
-                if values.notna().any() and all(float(v).is_integer()
-                                                for v in values.dropna()):
-                    summary[col] = values.astype("Int64")
-        if "error" in summary.columns:
-            summary = summary[[c for c in summary.columns if c != "error"] + ["error"]]
-        return summary
+                rows.append(_failed_row(name, self.failures[name]))
+            elif name in self.records:
+                rows.append(self._summary_row(name, self.records[name]))
+            elif name in self.unfinished:
+                rows.append(_unfinished_row(name))
+        return _summary_frame(rows)
 
     def _summary_row(self, name: str, rec: ReplayRecord) -> dict[str, Any]:
         stream, config = self.stream, self.config
         n = stream.n_scored
-        row: dict[str, Any] = {"model": name, "status": "ok", "events": n}
+        ranked = self._ranked
+        row: dict[str, Any] = {"model": name, "status": "ok", "events": n,
+                               "scored_events": self.n_ranked}
         k0 = self.k
         if config.ranking:
+            rank = ranked(rec.rank)
             for k in config.ks:
-                metrics = event_metrics(rec.rank, k)
+                metrics = event_metrics(rank, k)
                 for metric in _RANKING_METRICS:
                     row[f"{metric}@{k}"] = _mean(metrics[metric])
+                    if metric == "recall" and k == k0 and config.eval_fraction < 1:
+                        # only a sample of the events was ranked: how far the recall of all
+                        # of them could be
+                        low, high = wilson_interval(int(metrics[metric].sum()), rank.size)
+                        row[f"recall@{k}_lo"], row[f"recall@{k}_hi"] = low, high
                 r = config.ks.index(k)
                 row[f"coverage@{k}"] = float(rec.recommended[r].sum() / max(stream.n_items, 1))
-            hit = rec.rank < k0
-            warm = ~stream.cold_user & ~stream.cold_item
+            hit = rank < k0
+            cold_user, cold_item = ranked(stream.cold_user), ranked(stream.cold_item)
+            warm = ~cold_user & ~cold_item
             row["warm_events"] = int(warm.sum())
             row[f"warm_recall@{k0}"] = _mean(hit[warm])
-            row["cold_user_events"] = int(stream.cold_user.sum())
-            row[f"cold_user_recall@{k0}"] = _mean(hit[stream.cold_user])
-            row["cold_item_events"] = int(stream.cold_item.sum())
+            row["cold_user_events"] = int(cold_user.sum())
+            row[f"cold_user_recall@{k0}"] = _mean(hit[cold_user])
+            row["cold_item_events"] = int(cold_item.sum())
             if config.exclude_seen:
-                row["repeat_events"] = int(stream.repeat.sum())
+                row["repeat_events"] = int(ranked(stream.repeat).sum())
         if stream.has_ratings:
             off = stream.n_warmup
-            row.update(rating_metrics(rec.pred, stream.ratings[off:]))
+            row.update(rating_metrics(ranked(rec.pred), ranked(stream.ratings[off:])))
         else:
             row.update({"rmse": float("nan"), "mae": float("nan"), "rated_events": 0})
         per_user = rec.score_s[rec.scored_users > 0] / rec.scored_users[rec.scored_users > 0]
@@ -176,7 +213,8 @@ class CompareResult:
     def curves(self, window: int | None = None, n_points: int = 200) -> pd.DataFrame:
         """Cumulative and sliding-window curves of every metric, for every model.
 
-        ``window`` is in scored events (default: a twentieth of the stream, at least 100).
+        ``window`` is in scored events (default: a twentieth of the stream, at least 100);
+        with ``eval_fraction < 1`` the means are over the ranked events among them.
         Columns: ``model, metric, event, cumulative, window``.
         """
         n = self.stream.n_scored
@@ -187,6 +225,7 @@ class CompareResult:
             raise ValueError(f"window must be a positive number of events, got {window!r}")
         values: dict[str, dict[str, np.ndarray]] = {}
         off = self.stream.n_warmup
+        unranked = None if self.mask is None else ~self.mask
         for name, rec in self.records.items():
             per: dict[str, np.ndarray] = {}
             if self.config.ranking:
@@ -198,11 +237,14 @@ class CompareResult:
                 with np.errstate(over="ignore"):  # a diverging model's errors overflow to inf
                     per["abs_error"] = np.abs(err)
                     per["squared_error"] = err ** 2
+            if unranked is not None:  # NaN values are left out of the means
+                for v in per.values():
+                    v[unranked] = np.nan
             values[name] = per
         return window_curves(values, window, n_points)
 
     def paired(self, k: int | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Paired tests between every two models on hit@K (see
+        """Paired tests between every two models on hit@K over the ranked events (see
         :func:`~recinc_plugins.evaluation.paired_tests`)."""
         if not self.config.ranking:
             return paired_tests({})
@@ -210,9 +252,13 @@ class CompareResult:
 
     @property
     def drift(self) -> pd.DataFrame | None:
-        """ADWIN drift points on each model's hit@K stream; None without River installed."""
+        """ADWIN drift points on each model's hit@K stream (over the ranked events; ``event``
+        is the scored-event position); None without River installed."""
         if self._drift is False:
-            self._drift = drift_points(self.hits()) if self.config.ranking else None
+            drift = drift_points(self.hits()) if self.config.ranking else None
+            if drift is not None and self.mask is not None and len(drift):
+                drift["event"] = np.flatnonzero(self.mask)[drift["event"].to_numpy()]
+            self._drift = drift
         return self._drift
 
     # -- output ------------------------------------------------------------------------------
@@ -226,8 +272,53 @@ class CompareResult:
         return write_report(self, Path(folder), plots=plots, window=window)
 
     def __repr__(self) -> str:
+        unfinished = f", {len(self.unfinished)} not finished" if self.unfinished else ""
         return (f"CompareResult({len(self.records)} models finished, {len(self.failures)} "
-                f"failed, {self.stream!r})")
+                f"failed{unfinished}, {self.stream!r})")
+
+
+class CompareInterrupted(KeyboardInterrupt):
+    """Raised by :func:`compare` when it is interrupted (Ctrl-C): a KeyboardInterrupt that
+    carries the :class:`CompareResult` of the models that ended before it (``.result``; the
+    others are in ``result.unfinished``)."""
+
+    def __init__(self, result: CompareResult) -> None:
+        super().__init__(f"interrupted: {len(result.unfinished)} model(s) did not finish "
+                         f"({', '.join(result.unfinished)})")
+        self.result = result
+
+
+def _check_mask(name: str, rec: ReplayRecord, mask: np.ndarray | None) -> None:
+    scored = getattr(rec, "scored", None)
+    if scored is None:
+        return  # every event ranked: the metrics are restricted to the mask here
+    if mask is None or scored.shape != mask.shape or not np.array_equal(scored, mask):
+        raise ValueError(f"model {name!r} was ranked on other events than the comparison's "
+                         "eval_fraction/eval_seed draw")
+
+
+def _failed_row(name: str, tb: str) -> dict[str, Any]:
+    error = tb.strip().splitlines()
+    return {"model": name, "status": "failed", "error": error[-1] if error else "failed"}
+
+
+def _unfinished_row(name: str) -> dict[str, Any]:
+    return {"model": name, "status": _UNFINISHED, "error": "interrupted before it finished"}
+
+
+def _summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    summary = pd.DataFrame(rows)
+    # a failed model's row has no counts: keep the count columns integer (nullable) rather
+    # than let the missing values turn them into floats
+    for col in summary.columns:
+        if col == "events" or col.endswith("_events"):
+            values = summary[col]
+            if values.notna().any() and all(float(v).is_integer()
+                                            for v in values.dropna()):
+                summary[col] = values.astype("Int64")
+    if "error" in summary.columns:
+        summary = summary[[c for c in summary.columns if c != "error"] + ["error"]]
+    return summary
 
 
 def _mean(values: np.ndarray) -> float:
@@ -273,8 +364,24 @@ def _config(stream: Stream, k: int, ks: Any, target: str, exclude_seen: bool,
                         rating=rating, clip=clip, **kwargs)
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when its parent dies (a ``kill -9`` of the
+    comparison leaves no worker running on); best effort elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - no prctl: the worker ends at its next send
+        pass
+
+
 def _worker(conn: Any, name: str, model: IncrementalRecommender, stream: Stream,
             config: ReplayConfig) -> None:
+    # Ctrl-C is the parent's to handle: it stops the workers and keeps what finished
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     try:
         record = replay(name, model, stream, config)
     except BaseException:
@@ -300,9 +407,91 @@ def _default_context() -> str:
     return "fork"
 
 
+class _Live:
+    """The output folder of a running comparison: ``summary.csv`` (a row per model that
+    ended, ok or failed) and ``status.json`` (every model's state), each rewritten through a
+    temporary file and ``os.replace`` as soon as something changes, so a run that is killed
+    at any moment leaves both complete and parseable."""
+
+    def __init__(self, folder: str | Path, stream: Stream, config: ReplayConfig,
+                 order: list[str]) -> None:
+        from .report import write_atomic
+
+        self._write = write_atomic
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.base = CompareResult(stream=stream, config=config, records={}, order=[])
+        self.order = order
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {name: {"status": "waiting"} for name in order}
+        self.state = "running"
+        self.started_at = _now()
+        self.warned = False
+        # an unwritable folder is an error before any work starts; a summary.csv left by an
+        # earlier run is replaced by this run's (empty so far)
+        self._write(self.folder / "status.json", self._status_text())
+        self._write(self.folder / "summary.csv",
+                    pd.DataFrame(columns=["model", "status"]).to_csv(index=False))
+
+    def _status_text(self) -> str:
+        payload = {"state": self.state, "pid": os.getpid(), "started": self.started_at,
+                   "updated": _now(), "models": self.models}
+        return json.dumps(payload, indent=2) + "\n"
+
+    def _save(self, summary: pd.DataFrame | None = None) -> None:
+        try:
+            if summary is not None:
+                buffer = io.StringIO()
+                summary.to_csv(buffer, index=False)
+                self._write(self.folder / "summary.csv", buffer.getvalue())
+            self._write(self.folder / "status.json", self._status_text())
+        except OSError as exc:  # a full disk must not stop the comparison itself
+            if not self.warned:
+                self.warned = True
+                import warnings
+
+                warnings.warn(f"could not update the files in {self.folder}: {exc}",
+                              RuntimeWarning, stacklevel=3)
+
+    def started(self, name: str) -> None:
+        self.models[name] = {"status": "running"}
+        self._save()
+
+    def ended(self, name: str, record: ReplayRecord | None = None,
+              error: str | None = None) -> None:
+        if record is not None:
+            try:
+                self.rows[name] = self.base._summary_row(name, record)
+            except Exception:  # the final summary will say what is wrong with the record
+                self.rows[name] = _failed_row(name, traceback.format_exc())
+            self.models[name] = {"status": "ok"}
+        else:
+            self.rows[name] = _failed_row(name, error or "failed")
+            self.models[name] = {"status": "failed", "error": self.rows[name]["error"]}
+        self._save(_summary_frame([self.rows[n] for n in self.order if n in self.rows]))
+
+    def finish(self, result: CompareResult | None, interrupted: bool) -> None:
+        self.state = "interrupted" if interrupted else ("finished" if result is not None
+                                                        else "error")
+        for name, entry in self.models.items():
+            if entry["status"] in ("waiting", "running"):
+                self.models[name] = {"status": _UNFINISHED,
+                                     "error": "interrupted before it finished"
+                                     if interrupted else "the comparison stopped"}
+        self._save(None if result is None else result.summary)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
-                  config: ReplayConfig, n_jobs: int, context: str | None
+                  config: ReplayConfig, n_jobs: int, context: str | None,
+                  records: dict[str, ReplayRecord] | None = None,
+                  failures: dict[str, str] | None = None, live: _Live | None = None
                   ) -> tuple[dict[str, ReplayRecord], dict[str, str]]:
+    """Replay the models in worker processes, at most ``n_jobs`` at once; ``records`` and
+    ``failures`` are filled in place as models end (so an interrupted run keeps them)."""
     ctx = multiprocessing.get_context(context or _default_context())
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["numpy", "pandas", "recinc_plugins.evaluation"])
@@ -310,8 +499,8 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
     running: dict[Any, tuple[str, Any, float]] = {}
     # a step can run long past a soft budget check: the worker is stopped a little later
     hard = None if config.time_budget_s is None else 1.2 * config.time_budget_s + 2.0
-    records: dict[str, ReplayRecord] = {}
-    failures: dict[str, str] = {}
+    records = {} if records is None else records
+    failures = {} if failures is None else failures
     position = 0
     try:
         while queue or running:
@@ -328,13 +517,17 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
                 except Exception:
                     failures[name] = traceback.format_exc()
                     recv.close()
+                    if live is not None:
+                        live.ended(name, error=failures[name])
                     continue
                 finally:
                     send.close()
                 running[recv] = (name, proc, time.monotonic())
                 position += 1
+                if live is not None:
+                    live.started(name)
             if running:
-                _collect(running, records, failures, hard, config)
+                _collect(running, records, failures, hard, config, live)
     finally:
         # on any error (or KeyboardInterrupt) in this loop, leave no worker running
         for conn, (_, proc, _) in running.items():
@@ -346,7 +539,8 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
 
 
 def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, ReplayRecord],
-             failures: dict[str, str], hard: float | None, config: ReplayConfig) -> None:
+             failures: dict[str, str], hard: float | None, config: ReplayConfig,
+             live: _Live | None = None) -> None:
     """Wait for workers to finish (or to go over their hard time limit) and record them."""
     timeout = None
     if hard is not None:
@@ -361,6 +555,8 @@ def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, Repl
                                   f"of {config.time_budget_s:g} s (worker stopped)")
                 del running[conn]
                 conn.close()
+                if live is not None:
+                    live.ended(name, error=failures[name])
         return
     for conn in ready:
         name, proc, _ = running.pop(conn)
@@ -377,6 +573,8 @@ def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, Repl
             else:
                 failures[name] = payload
         conn.close()
+        if live is not None:
+            live.ended(name, records.get(name), failures.get(name))
 
 
 def compare(
@@ -395,6 +593,9 @@ def compare(
     resume: bool = False,
     time_budget_s: float | None = None,
     mp_context: str | None = None,
+    eval_fraction: float = 1.0,
+    eval_seed: int = 0,
+    out: str | Path | None = None,
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -434,6 +635,24 @@ def compare(
         The multiprocessing start method for ``n_jobs > 1`` (default on Linux: ``fork`` when
         no OpenMP/torch library (torch, implicit, LightFM, scikit-learn) has been imported,
         else ``forkserver``; ``spawn`` elsewhere).
+    eval_fraction, eval_seed
+        Rank only a seeded fraction (``0 < eval_fraction <= 1``) of the scored events, the
+        same events for every model; every event is still learned. Every metric is then over
+        the ranked events (``scored_events`` in the summary), with a 95% interval on the
+        headline recall (``recall@K_lo``, ``recall@K_hi``). Candidate items are never sampled.
+    out
+        A folder where each model's summary row is written (``summary.csv``) as soon as the
+        model ends, ok or failed, and every model's state (``status.json``: ``waiting``,
+        ``running``, ``ok``, ``failed``, ``not finished``), so a run that is killed or
+        interrupted leaves the models that finished. ``result.write(out)`` completes the
+        report.
+
+    Raises
+    ------
+    CompareInterrupted
+        On Ctrl-C (KeyboardInterrupt): the workers are stopped and ``.result`` holds the
+        models that ended before it (the others in ``result.unfinished``). It is a
+        KeyboardInterrupt, so code that does not catch it stops as on any Ctrl-C.
 
     Examples
     --------
@@ -464,24 +683,52 @@ def compare(
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
     if checkpoint_dir and checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
+    if isinstance(eval_fraction, (bool, np.bool_)) or not isinstance(
+            eval_fraction, (int, float, np.integer, np.floating)) or not 0 < eval_fraction <= 1:
+        raise ValueError("eval_fraction must be a number with 0 < eval_fraction <= 1 (the "
+                         f"fraction of the scored events that is ranked), got {eval_fraction!r}")
+    if isinstance(eval_seed, (bool, np.bool_)) or not isinstance(
+            eval_seed, (int, np.integer)) or eval_seed < 0:
+        raise ValueError(f"eval_seed must be a non-negative integer, got {eval_seed!r}")
     config = _config(stream, k, ks, target, exclude_seen, clip,
                      checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                      checkpoint_every=int(checkpoint_every), resume=bool(resume),
-                     progress=bool(progress), time_budget_s=time_budget_s)
+                     progress=bool(progress), time_budget_s=time_budget_s,
+                     eval_fraction=float(eval_fraction), eval_seed=int(eval_seed))
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
             read_checkpoint(name, stream, config, models[name])
-    if n_jobs == 1 or len(models) == 1:
-        records, failures = {}, {}
-        for name, model in models.items():
-            try:
-                records[name] = replay(name, copy.deepcopy(model), stream, config)
-            except Exception:
-                failures[name] = traceback.format_exc()
-    else:
-        records, failures = _run_parallel(models, stream, config, min(n_jobs, len(models)),
-                                          mp_context)
+    live = None if out is None else _Live(out, stream, config, order)
+    records: dict[str, ReplayRecord] = {}
+    failures: dict[str, str] = {}
+    interrupted = False
+    try:
+        if n_jobs == 1 or len(models) == 1:
+            for name, model in models.items():
+                if live is not None:
+                    live.started(name)
+                try:
+                    records[name] = replay(name, copy.deepcopy(model), stream, config)
+                except Exception:
+                    failures[name] = traceback.format_exc()
+                if live is not None:
+                    live.ended(name, records.get(name), failures.get(name))
+        else:
+            _run_parallel(models, stream, config, min(n_jobs, len(models)), mp_context,
+                          records, failures, live)
+    except KeyboardInterrupt:
+        interrupted = True  # the workers are stopped; keep what ended
+    except BaseException:
+        if live is not None:
+            live.finish(None, interrupted=False)
+        raise
     records = {name: records[name] for name in order if name in records}
-    return CompareResult(stream=stream, config=config, records=records, failures=failures,
-                         order=order)
+    unfinished = [name for name in order if name not in records and name not in failures]
+    result = CompareResult(stream=stream, config=config, records=records, failures=failures,
+                           order=order, unfinished=unfinished)
+    if live is not None:
+        live.finish(result, interrupted)
+    if interrupted:
+        raise CompareInterrupted(result)
+    return result

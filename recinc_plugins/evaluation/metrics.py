@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 import pandas as pd
 
@@ -10,6 +13,7 @@ __all__ = [
     "event_metrics",
     "paired_tests",
     "rating_metrics",
+    "wilson_interval",
     "window_curves",
 ]
 
@@ -49,6 +53,35 @@ def rating_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     err = pred[made] - truth[made]
     return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
             "rated_events": int(made.sum())}
+
+
+def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a rate of ``hits`` out of ``n`` (NaNs when ``n`` is 0).
+
+    With ``eval_fraction < 1`` it brackets the headline recall@K: the ranked events are
+    treated as independent draws, so it also covers the recall the model would have had on
+    every scored event (conservatively: the finite-population correction is left out), and,
+    like the paired tests, it ignores the dependence between the events of a stream. Unlike
+    the plain normal interval it stays inside [0, 1] and does not collapse at 0 hits.
+
+    Examples
+    --------
+    >>> from recinc_plugins.evaluation.metrics import wilson_interval
+    >>> [round(x, 4) for x in wilson_interval(30, 300)]
+    [0.0709, 0.1392]
+    >>> [round(x, 4) for x in wilson_interval(0, 50)]
+    [0.0, 0.0713]
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def window_curves(values: dict[str, dict[str, np.ndarray]], window: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,24 @@ from .._optional import extra_installed
 if TYPE_CHECKING:
     from .comparison import CompareResult
 
-__all__ = ["format_summary", "protocol_text", "write_report"]
+__all__ = ["format_summary", "protocol_text", "write_atomic", "write_report"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once: written to a temporary file beside it,
+    flushed to disk, then renamed over it, so a reader (or a run killed at any moment) sees
+    the old file or the new one, never a part of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def protocol_text(result: CompareResult) -> str:
@@ -37,6 +55,14 @@ def protocol_text(result: CompareResult) -> str:
             + (", items the user had before the step excluded" if config.exclude_seen else "")
             + f"; K = {', '.join(map(str, config.ks))}; never-seen items are misses; unknown "
             "users are answered by the model's cold-start fallback")
+    if config.eval_fraction < 1:
+        verb = "ranked" if config.ranking else "rated"
+        parts.append(
+            f"{verb}: a seeded sample of the scored events (eval_fraction = "
+            f"{config.eval_fraction:g}, eval_seed = {config.eval_seed}; "
+            f"{result.n_ranked:,} of {stream.n_scored:,}), the same events for every model, "
+            "every metric over them; every event is learned; candidate items are never "
+            "sampled")
     if stream.has_ratings and config.rating != "never":
         clip = (f", clipped to [{config.clip[0]:g}, {config.clip[1]:g}]" if config.clip
                 else "")
@@ -52,7 +78,9 @@ def format_summary(result: CompareResult, columns: list[str] | None = None,
     summary = result.summary
     if columns is None:
         k = result.k
-        wanted = ["model", "status", "events", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}",
+        sampled = result.config.eval_fraction < 1
+        wanted = ["model", "status", "events", *(["scored_events"] if sampled else []),
+                  f"recall@{k}", f"recall@{k}_lo", f"recall@{k}_hi", f"ndcg@{k}", f"mrr@{k}",
                   f"coverage@{k}", f"cold_user_recall@{k}", "rmse", "mae",
                   "update_us_per_event", "rec_p95_ms", "events_per_s", "peak_mem_mb"]
         columns = [c for c in wanted if c in summary.columns]
@@ -92,7 +120,9 @@ def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     summary = result.summary
-    summary.to_csv(folder / "summary.csv", index=False)
+    # replaced at once: the summary.csv that compare(out=...) kept up to date during the run
+    # is never left half-written
+    write_atomic(folder / "summary.csv", summary.to_csv(index=False))
     written["summary.csv"] = folder / "summary.csv"
     curves = result.curves(window=window)
     curves.to_csv(folder / "curves.csv", index=False)
@@ -116,6 +146,7 @@ def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
         "paired": _records(paired),
         "drift": None if drift is None else _records(drift),
         "failures": result.failures,
+        "not_finished": list(result.unfinished),
     }
     with open(folder / "summary.json", "w") as fh:
         json.dump(payload, fh, indent=2)
@@ -133,8 +164,16 @@ def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
 def _markdown(result: CompareResult, paired: pd.DataFrame, drift: pd.DataFrame | None,
               images: list[str], plots: bool) -> str:
     k = result.k
-    lines = ["# Model comparison", "", protocol_text(result), "",
-             "## Summary", "", format_summary(result, tablefmt="github"), ""]
+    lines = ["# Model comparison", "", protocol_text(result), ""]
+    if result.unfinished:
+        lines += [f"**Interrupted**: {', '.join(result.unfinished)} did not finish; the "
+                  "tables below cover the models that ended.", ""]
+    lines += ["## Summary", "", format_summary(result, tablefmt="github"), ""]
+    if result.config.eval_fraction < 1 and result.config.ranking:
+        lines += [f"Ranked events: {result.n_ranked:,} of {result.stream.n_scored:,} "
+                  f"(eval_fraction = {result.config.eval_fraction:g}, eval_seed = "
+                  f"{result.config.eval_seed}). `recall@{k}_lo`/`_hi`: 95% Wilson score "
+                  f"interval of recall@{k} over those events.", ""]
     summary = result.summary
     cold_cols = [c for c in ("model", "warm_events", f"warm_recall@{k}", "cold_user_events",
                              f"cold_user_recall@{k}", "cold_item_events", "repeat_events")
