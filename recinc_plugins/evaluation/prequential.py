@@ -11,6 +11,7 @@ this package is replayed exactly like a built-in one.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -56,6 +57,9 @@ class ReplayConfig:
     eval_fraction: float = 1.0
     #: the seed of that draw
     eval_seed: int = 0
+    #: where factor models' scores are computed: "auto" (a CUDA GPU through torch where there
+    #: is one, else numpy), "numpy", or a torch device ("cuda", "cuda:1", "cpu")
+    device: str = "auto"
 
     def key(self) -> tuple:
         """What a checkpoint must agree on to be resumed."""
@@ -129,6 +133,34 @@ class _ByteCounter:
         return len(data)
 
 
+def _torch_device(spec: str) -> Any:
+    """The torch device factor scores are computed on, or None for numpy (see
+    ``ReplayConfig.device``). "auto" imports torch only on a machine with an NVIDIA driver."""
+    if spec == "numpy":
+        return None
+    if spec == "auto":
+        if not os.path.exists("/dev/nvidiactl") or importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+
+        return torch.device("cuda") if torch.cuda.is_available() else None
+    try:
+        import torch
+    except ImportError as exc:
+        raise ValueError(f"device={spec!r} computes scores with torch, which is not installed "
+                         "(pip install 'recinc-plugins[torch]'), or use device='numpy'"
+                         ) from exc
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'numpy' or a torch device such as 'cuda', "
+                         f"got {spec!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={spec!r}, but torch sees no CUDA GPU here (use 'auto' or "
+                         "'numpy')")
+    return device
+
+
 def _safe_name(name: str) -> str:
     """A file stem for model ``name``: its safe characters and a short hash of the exact name
     (so "pop/a" and "pop_a" do not share files)."""
@@ -189,6 +221,7 @@ class _Replay:
             scored_users=np.zeros(stream.n_steps, dtype=np.int64),
             scored=self.sample,
         )
+        self.device = _torch_device(config.device)
         # per kind of row (unknown user, known user): the last one-row list's kmax-th score
         self.theta = {False: -np.inf, True: -np.inf}
         self.mem_base = _rss_mb()
@@ -256,15 +289,19 @@ class _Replay:
     def _score_step(self, j: int) -> None:
         """Rate and rank the (sampled) events of step ``j`` against the model as it is now."""
         stream, config, record = self.stream, self.config, self.record
-        s, t = int(stream.bounds[j]), int(stream.bounds[j + 1])
+        s, t = self.bounds[j], self.bounds[j + 1]
         lo = s - stream.n_warmup  # the step's first position among the scored events
-        if self.sample is None:
-            pos = np.arange(lo, lo + t - s)
+        if t - s == 1:  # one event: slices, not index arrays
+            if self.sample is not None and not self.sample[lo]:
+                return
+            pos, ev = slice(lo, lo + 1), slice(s, t)
+        elif self.sample is None:
+            pos, ev = slice(lo, lo + t - s), slice(s, t)
         else:
             pos = lo + np.flatnonzero(self.sample[lo:lo + t - s])
             if pos.size == 0:
                 return
-        ev = pos + stream.n_warmup
+            ev = pos + stream.n_warmup
         users, items = stream.users[ev], stream.items[ev]
         if self.rates:
             t0 = time.perf_counter()
@@ -276,9 +313,13 @@ class _Replay:
             record.predicts_ratings = True
             if not config.ranking:
                 record.scored_users[j] += users.size
-        n_items = int(stream.n_items_before[j])
+        n_items = self.n_items_before[j]
         if config.ranking and n_items:
+            t0 = time.perf_counter()
             record.rank[pos] = self._rank(j, pos, users, items, n_items)
+            # ranking in all (the model's scoring, masking, top-K): what bench_scale compares
+            # with the GEMM's flops
+            self.rank_s += time.perf_counter() - t0
 
     def _rank(self, j: int, pos: np.ndarray, users: np.ndarray, items: np.ndarray,
               n_items: int) -> np.ndarray:
@@ -286,25 +327,22 @@ class _Replay:
         stream, config, record = self.stream, self.config, self.record
         kmax = max(config.ks)
         if users.size == 1:  # one event (one-event steps): one row, in scalars
-            user, p = int(users[0]), int(pos[0])
-            known = user < int(stream.n_users_before[j])
+            user = int(users[0])
+            p = pos.start if isinstance(pos, slice) else int(pos[0])
+            known = user < self.n_users_before[j]
             start = count = 0
             if known and config.exclude_seen:
                 user_ptr, _, n_before = stream.history
                 start, count = int(user_ptr[user]), int(n_before[p])
-            top = self._one_list(j, user, known, start, count, n_items, kmax)
             record.scored_users[j] += 1
-            for r, k in enumerate(config.ks):
-                chosen = top[:k]
-                record.recommended[r, chosen[chosen >= 0]] = True
-            found = (top == items[0]).nonzero()[0]
-            if found.size == 0 or (config.exclude_seen and stream.repeat[p]):
-                return np.inf
-            return float(found[0])
+            rank = self._one_rank(j, user, known, start, count, n_items, int(items[0]))
+            return np.inf if config.exclude_seen and stream.repeat[p] else rank
+        if isinstance(pos, slice):
+            pos = np.arange(pos.start, pos.stop)
         uniq, inverse = np.unique(users, return_inverse=True)
         inverse = inverse.reshape(-1)
         lists = np.empty((uniq.size, kmax), dtype=np.int64)
-        known = uniq < int(stream.n_users_before[j])
+        known = uniq < self.n_users_before[j]
         n_known = int(np.count_nonzero(known))
         if config.exclude_seen and n_known:
             # every event of a user in a step has the same history before the step
@@ -351,11 +389,13 @@ class _Replay:
             rank[stream.repeat[pos]] = np.inf
         return rank
 
-    def _one_list(self, j: int, user: int, known: bool, start: int, count: int,
-                  n_items: int, kmax: int) -> np.ndarray:
-        """The top-``kmax`` list of one user (stream code ``user``): its score row, its own
-        excluded items masked, the best ``kmax`` read off it."""
-        model, record = self.model, self.record
+    def _one_rank(self, j: int, user: int, known: bool, start: int, count: int,
+                  n_items: int, item: int) -> float:
+        """The rank of ``item`` for one user (stream code ``user``), and the coverage of the
+        user's lists: its score row, its own excluded items masked, the best ``max(ks)`` read
+        off it. When every candidate at or above the last row's ``max(ks)``-th score is
+        already covered, the lists would add nothing, and the rank is counted instead."""
+        model, record, ks = self.model, self.record, self.config.ks
         t0 = time.perf_counter()
         if not known:
             raw = model.cold_scores()
@@ -365,8 +405,10 @@ class _Replay:
                 rows = self.table_u[user:user + 1]
                 vectors = model.item_vectors()
                 if vectors is not None:
-                    raw = np.asarray(model.user_vectors(rows), dtype=np.float32) @ np.asarray(
-                        vectors, dtype=np.float32).T
+                    vectors = np.asarray(vectors, dtype=np.float32)
+                    raw = np.asarray(model.user_vectors(rows), dtype=np.float32) @ vectors.T
+                    record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
+                        2 * vectors.size
                 else:
                     raw = model.score_block(rows)
                 raw = raw[0]
@@ -375,19 +417,35 @@ class _Replay:
         if count:
             _, user_items, _ = self.stream.history
             row[user_items[start:start + count]] = -np.inf
-        return self._row_top(row, kmax, known)
-
-    def _row_top(self, row: np.ndarray, kmax: int, slot: bool) -> np.ndarray:
-        """The ``kmax`` best entries of one score row (which it may modify), best first, ties
-        to the lower index, never NaN or -inf; -1 pads a short list. The last row's ``kmax``-th
-        score (per ``slot``: known or unknown user) is a first guess at this one's, which
-        usually leaves a few dozen candidates to sort instead of the whole row."""
         nan = np.isnan(row)
         if nan.any():
             row[nan] = -np.inf
+        kmax = max(ks)
+        theta = self.theta[known]
+        cand = (row >= theta).nonzero()[0]
+        covered = record.recommended[0] if len(ks) == 1 else record.recommended[:, None]
+        if min(kmax, n_items) <= cand.size <= max(16 * kmax, 512) and covered[..., cand].all():
+            if item >= n_items:
+                return np.inf
+            target = row[item]
+            if target < theta or target == -np.inf:
+                return np.inf
+            rank = np.count_nonzero(row > target) + np.count_nonzero(row[:item] == target)
+            return float(rank) if rank < kmax else np.inf
+        top = self._row_top(row, kmax, known, cand)
+        for r, k in enumerate(ks):
+            chosen = top[:k]
+            record.recommended[r, chosen[chosen >= 0]] = True
+        found = (top == item).nonzero()[0]
+        return float(found[0]) if found.size else np.inf
+
+    def _row_top(self, row: np.ndarray, kmax: int, slot: bool, cand: np.ndarray) -> np.ndarray:
+        """The ``kmax`` best entries of one score row without NaN, best first, ties to the
+        lower index, never -inf; -1 pads a short list. ``cand`` are the entries at or above the
+        last row's ``kmax``-th score (per ``slot``: known or unknown user), a first guess at
+        this one's that usually leaves a few dozen candidates to sort instead of the row."""
         n = row.size
         k = min(kmax, n)
-        cand = (row >= self.theta[slot]).nonzero()[0]
         if not k <= cand.size <= max(16 * kmax, 512):
             kth = np.partition(row, n - k)[n - k]
             cand = (row >= kth).nonzero()[0]
@@ -460,6 +518,8 @@ class _Replay:
             vectors = self._to_stream_order(np.asarray(vectors).T, n_items)
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         record.score_s[j] += clock() - t0
+        if vectors is not None and self.device is not None:
+            return self._torch_lists(j, mapped, starts, counts, vectors, kmax)
         itemsize = 4 if vectors is not None else 8
         block = max(1, _BLOCK_BYTES // itemsize // max(n_items, 1))
         out = np.full((mapped.size, kmax), -1, dtype=np.int64)
@@ -469,6 +529,8 @@ class _Replay:
             if vectors is not None:
                 scores = np.asarray(model.user_vectors(rows), dtype=np.float32) @ vectors
                 record.score_s[j] += clock() - t0
+                record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
+                    2 * scores.size * vectors.shape[0]
             else:
                 raw = model.score_block(rows)
                 record.score_s[j] += clock() - t0
@@ -482,12 +544,59 @@ class _Replay:
             out[b0:b0 + block, :found.shape[1]] = found
         return out
 
+    def _torch_lists(self, j: int, mapped: np.ndarray, starts: np.ndarray,
+                     counts: np.ndarray, vectors: np.ndarray, kmax: int) -> np.ndarray:
+        """``_row_lists`` for a factor model on a torch device: the GEMM, the masking and a
+        first top-K there; only each row's candidates (scores at or above its K-th) come back,
+        to be ordered exactly as ``top_k`` orders (ties to the lower code)."""
+        import torch
+
+        model, record = self.model, self.record
+        _, user_items, _ = self.stream.history
+        device = self.device
+        n_items = vectors.shape[1]
+        k = min(kmax, n_items)
+        clock = time.perf_counter
+        items_t = torch.from_numpy(vectors).to(device)
+        block = max(1, _BLOCK_BYTES * (8 if device.type == "cuda" else 1) // 4 // n_items)
+        out = np.full((mapped.size, kmax), -1, dtype=np.int64)
+        for b0 in range(0, mapped.size, block):
+            rows = mapped[b0:b0 + block]
+            t0 = clock()
+            users_t = torch.from_numpy(np.ascontiguousarray(model.user_vectors(rows),
+                                                            dtype=np.float32)).to(device)
+            scores = users_t @ items_t
+            record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
+                2 * rows.size * vectors.size
+            counts_b = counts[b0:b0 + block]
+            if counts_b.size and counts_b.max() > 0:
+                masked = np.repeat(np.arange(rows.size), counts_b)
+                cols = user_items[concat_ranges(starts[b0:b0 + block], counts_b)]
+                scores[torch.from_numpy(masked).to(device),
+                       torch.from_numpy(cols.astype(np.int64)).to(device)] = -torch.inf
+            scores.nan_to_num_(nan=-torch.inf)
+            kth = torch.topk(scores, k, dim=1).values[:, -1:]
+            r, c = torch.nonzero(scores >= kth, as_tuple=True)
+            vals = scores[r, c].cpu().numpy()
+            r, c = r.cpu().numpy(), c.cpu().numpy()
+            record.score_s[j] += clock() - t0
+            finite = vals > -np.inf
+            r, c, vals = r[finite], c[finite], vals[finite]
+            order = np.lexsort((c, -vals, r))
+            r, c = r[order], c[order]
+            within = np.arange(r.size) - np.searchsorted(r, r)
+            ok = within < k
+            out[b0 + r[ok], within[ok]] = c[ok]
+        return out
+
     # -- learning ----------------------------------------------------------------------------
 
     def _learn_step(self, j: int) -> None:
         stream, record = self.stream, self.record
-        s, t = int(stream.bounds[j]), int(stream.bounds[j + 1])
-        self._map_new(int(stream.n_users_before[j + 1]), int(stream.n_items_before[j + 1]))
+        s, t = self.bounds[j], self.bounds[j + 1]
+        n_users, n_items = self.n_users_before[j + 1], self.n_items_before[j + 1]
+        if n_users > self.mapped_u or n_items > self.mapped_i:
+            self._map_new(n_users, n_items)
         users, items = stream.users[s:t], stream.items[s:t]
         batch = Batch(
             users=users.astype(np.int64) if self.identity_u else self.table_u[users],
@@ -505,6 +614,14 @@ class _Replay:
 
     def run(self, bar: Any = None) -> ReplayRecord:
         stream, record = self.stream, self.record
+        # per-step sizes as Python ints: read once per step, cheaper than numpy scalars
+        small = stream.n_steps <= 2_000_000
+        self.bounds = stream.bounds.tolist() if small else stream.bounds
+        self.n_users_before = (stream.n_users_before.tolist() if small else
+                               stream.n_users_before)
+        self.n_items_before = (stream.n_items_before.tolist() if small else
+                               stream.n_items_before)
+        self.rank_s = record.extra.get("rank_s", 0.0)
         every = self.config.checkpoint_every if self.config.checkpoint_dir else 0
         self._t0 = time.perf_counter() - record.wall_s
         cpu0 = time.process_time()
@@ -530,6 +647,7 @@ class _Replay:
             if every and record.steps_done % every == 0:
                 self.checkpoint()
         record.wall_s = time.perf_counter() - self._t0
+        record.extra["rank_s"] = self.rank_s
         record.extra["cpu_s"] = record.extra.get("cpu_s", 0.0) + time.process_time() - cpu0
         self._sample_memory()
         record.peak_mem_mb = self.mem_peak - self.mem_base
@@ -564,6 +682,7 @@ class _Replay:
         folder, stem = self._paths()
         folder.mkdir(parents=True, exist_ok=True)
         step = self.record.steps_done
+        self.record.extra["rank_s"] = self.rank_s
         model_file = f"{stem}.step{step}.model"
         self.model.save(folder / model_file)
         state = {
