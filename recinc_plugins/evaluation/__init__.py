@@ -3,12 +3,13 @@
 >>> from recinc_plugins.evaluation import Stream, compare  # the two entry points
 """
 
-from .comparison import CompareResult, compare
+from .comparison import CompareInterrupted, CompareResult, compare
 from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
 from .prequential import ReplayConfig, ReplayRecord, replay
 from .stream import Stream
 
 __all__ = [
+    "CompareInterrupted",
     "CompareResult",
     "ReplayConfig",
     "ReplayRecord",

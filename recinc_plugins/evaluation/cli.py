@@ -61,6 +61,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 1, every event)")
     parser.add_argument("--eval-seed", type=int, default=0, metavar="N",
                         help="seed of the --eval-fraction draw (default: 0)")
+    parser.add_argument("--device", default="auto",
+                        help="where factor models are scored: auto (a CUDA GPU where there is "
+                             "one, else numpy), numpy, or a torch device such as cuda "
+                             "(default: auto)")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="save models and replay state here every --checkpoint-every steps")
     parser.add_argument("--checkpoint-every", type=int, default=0,
@@ -195,7 +199,7 @@ def run_compare(args: argparse.Namespace) -> int:
                          progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
                          checkpoint_every=args.checkpoint_every, resume=args.resume,
                          time_budget_s=budget, eval_fraction=args.eval_fraction,
-                         eval_seed=args.eval_seed, out=args.out)
+                         eval_seed=args.eval_seed, out=args.out, device=args.device)
     except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
         result = exc.result
     if not args.quiet:

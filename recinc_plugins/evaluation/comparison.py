@@ -30,7 +30,7 @@ from .metrics import (
     wilson_interval,
     window_curves,
 )
-from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay
+from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay, resolve_device
 from .stream import Stream
 
 __all__ = ["CompareInterrupted", "CompareResult", "compare"]
@@ -596,6 +596,7 @@ def compare(
     eval_fraction: float = 1.0,
     eval_seed: int = 0,
     out: str | Path | None = None,
+    device: str = "auto",
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -640,6 +641,10 @@ def compare(
         same events for every model; every event is still learned. Every metric is then over
         the ranked events (``scored_events`` in the summary), with a 95% interval on the
         headline recall (``recall@K_lo``, ``recall@K_hi``). Candidate items are never sampled.
+    device
+        Where factor models (those with ``item_vectors``, as implicit's) are scored: "auto"
+        (a CUDA GPU through torch where there is one, else numpy's BLAS), "numpy", or a torch
+        device ("cuda", "cpu").
     out
         A folder where each model's summary row is written (``summary.csv``) as soon as the
         model ends, ok or failed, and every model's state (``status.json``: ``waiting``,
@@ -694,7 +699,9 @@ def compare(
                      checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                      checkpoint_every=int(checkpoint_every), resume=bool(resume),
                      progress=bool(progress), time_budget_s=time_budget_s,
-                     eval_fraction=float(eval_fraction), eval_seed=int(eval_seed))
+                     eval_fraction=float(eval_fraction), eval_seed=int(eval_seed),
+                     device=device)
+    resolve_device(device)  # a wrong device is refused before any work starts
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts

@@ -133,7 +133,7 @@ class _ByteCounter:
         return len(data)
 
 
-def _torch_device(spec: str) -> Any:
+def resolve_device(spec: str) -> Any:
     """The torch device factor scores are computed on, or None for numpy (see
     ``ReplayConfig.device``). "auto" imports torch only on a machine with an NVIDIA driver."""
     if spec == "numpy":
@@ -210,7 +210,7 @@ class _Replay:
         # the model's indices equal the stream's codes (the usual case): no translation needed
         self.identity_u = True
         self.identity_i = True
-        self.sample = config.sample(stream.n_scored) if config.ranking else None
+        self.sample = config.sample(stream.n_scored)
         self.record = ReplayRecord(
             name=name,
             rank=np.full(stream.n_scored, np.inf),
@@ -221,7 +221,7 @@ class _Replay:
             scored_users=np.zeros(stream.n_steps, dtype=np.int64),
             scored=self.sample,
         )
-        self.device = _torch_device(config.device)
+        self.device = resolve_device(config.device)
         # per kind of row (unknown user, known user): the last one-row list's kmax-th score
         self.theta = {False: -np.inf, True: -np.inf}
         self.mem_base = _rss_mb()
