@@ -234,3 +234,28 @@ def test_a_device_that_is_not_one_is_a_clear_error(explicit_stream):
     stream = Stream(explicit_stream.iloc[:500], step=100)
     with pytest.raises(ValueError, match="device must be"):
         replay("m", recinc_plugins.make("popularity"), stream, ReplayConfig(device="gpu!"))
+
+
+def test_small_steps_replay_with_one_thread_and_large_ones_with_the_cores(explicit_stream):
+    from threadpoolctl import threadpool_info
+
+    from recinc_plugins.evaluation.prequential import SMALL_STEP
+
+    seen = []
+
+    from recinc_plugins.baselines import Popularity
+
+    class Probe(Popularity):
+        def _partial_fit(self, batch):
+            seen.append(max((lib["num_threads"] for lib in threadpool_info()), default=1))
+            super()._partial_fit(batch)
+
+    before = max((lib["num_threads"] for lib in threadpool_info()), default=1)
+    small = compare({"m": Probe()}, Stream(explicit_stream, step=100))
+    assert small.records["m"].extra["threads"] == 1 and set(seen) == {1}
+    seen.clear()
+    big = compare({"m": Probe()}, Stream(explicit_stream, step=SMALL_STEP), threads=2)
+    assert big.records["m"].extra["threads"] == 2 and set(seen) == {2}
+    assert max((lib["num_threads"] for lib in threadpool_info()), default=1) == before
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        compare({"m": Probe()}, Stream(explicit_stream, step=100), threads=0)

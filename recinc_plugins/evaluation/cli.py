@@ -61,6 +61,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 1, every event)")
     parser.add_argument("--eval-seed", type=int, default=0, metavar="N",
                         help="seed of the --eval-fraction draw (default: 0)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="BLAS/OpenMP/torch threads per model during the replay (default: "
+                             "1 for steps under 10,000 events, else the model's share of the "
+                             "cores)")
     parser.add_argument("--device", default="auto",
                         help="where factor models are scored: auto (a CUDA GPU where there is "
                              "one, else numpy), numpy, or a torch device such as cuda "
@@ -148,6 +152,8 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 0 < args.eval_fraction <= 1:  # (False for NaN too)
         raise ValueError(f"--eval-fraction must be in (0, 1], the fraction of the scored "
                          f"events that is ranked, got {args.eval_fraction:g}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.eval_seed < 0:
         raise ValueError(f"--eval-seed must be a non-negative integer, got {args.eval_seed}")
     default_run = args.models is None
@@ -199,7 +205,8 @@ def run_compare(args: argparse.Namespace) -> int:
                          progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
                          checkpoint_every=args.checkpoint_every, resume=args.resume,
                          time_budget_s=budget, eval_fraction=args.eval_fraction,
-                         eval_seed=args.eval_seed, out=args.out, device=args.device)
+                         eval_seed=args.eval_seed, out=args.out, device=args.device,
+                         threads=args.threads)
     except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
         result = exc.result
     if not args.quiet:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._threads import cores
 from ..base import IncrementalRecommender
 from .metrics import (
     drift_points,
@@ -597,6 +598,7 @@ def compare(
     eval_seed: int = 0,
     out: str | Path | None = None,
     device: str = "auto",
+    threads: int | None = None,
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -641,6 +643,11 @@ def compare(
         same events for every model; every event is still learned. Every metric is then over
         the ranked events (``scored_events`` in the summary), with a 95% interval on the
         headline recall (``recall@K_lo``, ``recall@K_hi``). Candidate items are never sampled.
+    threads
+        BLAS/OpenMP/torch threads per model during the replay (the warm-up ``fit`` uses every
+        core it has). None: one for steps under ``SMALL_STEP`` (10,000) events, else the
+        model's share of the cores (all of them divided among the ``n_jobs`` workers). A
+        model's own ``num_threads`` parameter still rules its library's threads.
     device
         Where factor models (those with ``item_vectors``, as implicit's) are scored: "auto"
         (a CUDA GPU through torch where there is one, else numpy's BLAS), "numpy", or a torch
@@ -700,8 +707,13 @@ def compare(
                      checkpoint_every=int(checkpoint_every), resume=bool(resume),
                      progress=bool(progress), time_budget_s=time_budget_s,
                      eval_fraction=float(eval_fraction), eval_seed=int(eval_seed),
-                     device=device)
+                     device=device, threads=None if threads is None else int(threads),
+                     max_threads=max(1, cores() // min(n_jobs, len(models))))
     resolve_device(device)  # a wrong device is refused before any work starts
+    if threads is not None and (isinstance(threads, (bool, np.bool_)) or not isinstance(
+            threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None (chosen by step size), "
+                         f"got {threads!r}")
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
