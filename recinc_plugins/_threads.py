@@ -12,11 +12,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 __all__ = ["cores", "limit"]
-
-_CONTROLLER: list[Any] = []
 
 
 def cores() -> int:
@@ -27,23 +24,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def _controller() -> Any:
-    # scanning the loaded libraries costs milliseconds: once per process, not per replay
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
-
-
 @contextlib.contextmanager
 def limit(n: int) -> Iterator[None]:
     """Run the block with at most ``n`` BLAS and OpenMP threads (threadpoolctl) and ``n``
-    torch threads where torch is loaded; everything is restored after."""
+    torch threads where torch is loaded; everything is restored after.
+
+    The libraries are scanned anew on each call (a few milliseconds): one loaded since the
+    last call would otherwise escape the limit. Call it around a replay, not a step.
+    """
+    from threadpoolctl import ThreadpoolController
+
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     try:
-        with _controller().limit(limits=n):
+        with ThreadpoolController().limit(limits=n):
             if torch is not None:
                 torch.set_num_threads(n)
             yield
