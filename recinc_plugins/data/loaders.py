@@ -8,14 +8,15 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .interactions import validate_interactions
+from .interactions import CANONICAL_COLUMNS, validate_interactions
 from .synthetic import synthetic_stream
 
 __all__ = [
@@ -82,6 +83,17 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("synthetic-implicit", "built-in seeded stream: 20,000 implicit events "
                     "(play counts), 500 users, 1,000 items",
                     generate=lambda: synthetic_stream(feedback="implicit")),
+        DatasetSpec("synthetic-1m", "built-in seeded stream at scale: 1,000,000 implicit events, "
+                    "500,000 users, 190,000 items (generated in seconds)",
+                    generate=partial(synthetic_stream, n_events=1_000_000, n_users=500_000,
+                                     n_items=190_000, feedback="implicit", seed=0,
+                                     method="sampled")),
+        DatasetSpec("synthetic-10m", "built-in seeded stream at scale: 10,000,000 implicit "
+                    "events, 1,000,000 users, 200,000 items (generated in about half a "
+                    "minute, 1.4 GB peak)",
+                    generate=partial(synthetic_stream, n_events=10_000_000, n_users=1_000_000,
+                                     n_items=200_000, feedback="implicit", seed=0,
+                                     method="sampled")),
         _movielens("ml-100k", "MovieLens 100K: 100,000 ratings, 943 users, 1,682 movies",
                    "ml-100k", "u.data", "udata"),
         _movielens("ml-1m", "MovieLens 1M: 1,000,209 ratings, 6,040 users, 3,706 movies",
@@ -145,11 +157,49 @@ def _download(spec: DatasetSpec, home: Path, timeout: float) -> None:
             Path(tmp.name).unlink(missing_ok=True)
 
 
+def _kept_names(
+    columns: Mapping[str, str] | None,
+    extra_columns: bool | Collection[str],
+    aliases: Collection[str] = (),
+) -> set[str] | None:
+    """The column names a file is read with (before renames); None for every column."""
+    if extra_columns is True:
+        return None
+    keep = set(CANONICAL_COLUMNS) | set(aliases) | set(columns or ())
+    if extra_columns is not False:
+        keep |= set(extra_columns)
+    return keep
+
+
+def _read_parquet(
+    path: Path, columns: Mapping[str, str] | None, extra_columns: bool | Collection[str]
+) -> pd.DataFrame:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        try:  # another engine pandas knows (fastparquet) reads the whole file
+            return pd.read_parquet(path)
+        except ImportError as exc:
+            raise ImportError(
+                "reading Parquet needs pyarrow: pip install 'recinc-plugins[parquet]'"
+            ) from exc
+    schema = pq.read_schema(path)  # the file's footer: no data read yet
+    names = list(schema.names)
+    renamed = {(columns or {}).get(name, name) for name in names}
+    if any(name not in names for name in (columns or ())) or not {"user", "item"} <= renamed:
+        # the validator will refuse it: let it name what is missing against the whole file
+        return schema.empty_table().to_pandas()
+    keep = _kept_names(columns, extra_columns)
+    return pd.read_parquet(path, columns=None if keep is None else
+                           [name for name in names if name in keep])
+
+
 def read_interactions_file(
     path: str | os.PathLike,
     *,
     columns: Mapping[str, str] | None = None,
     sep: str | None = None,
+    extra_columns: bool | Collection[str] = True,
     **validate: Any,
 ) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet file (or a MovieLens folder) into the canonical frame.
@@ -157,7 +207,37 @@ def read_interactions_file(
     CSV files need a header row; MovieLens names (``userId``, ``movieId``) are recognised, other
     names are mapped with ``columns``. A folder is read as a MovieLens folder holding
     ``u.data``, ``ratings.dat`` or ``ratings.csv``.
+
+    Columns other than ``user``, ``item``, ``rating``, ``weight`` and ``timestamp`` (after the
+    ``columns`` renames) pass through as side information when ``extra_columns`` is true (the
+    default); ``extra_columns=False`` reads only the canonical columns and the ones ``columns``
+    names, and a collection of names keeps those extra columns as well. Parquet files are read
+    by columns (``pd.read_parquet(path, columns=...)`` after a look at the file's schema), so
+    the columns left out of a wide file are never loaded; CSV files skip them while parsing.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import pandas as pd
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "events.parquet"
+    >>> pd.DataFrame({"uid": [1, 2], "sku": [10, 11], "plays": [3.0, 1.0],
+    ...               "country": ["fr", "de"], "blob": ["x" * 100, "y" * 100]}).to_parquet(path)
+    >>> names = {"uid": "user", "sku": "item", "plays": "weight"}
+    >>> read_interactions_file(path, columns=names).columns.tolist()
+    ['user', 'item', 'weight', 'country', 'blob']
+    >>> read_interactions_file(path, columns=names, extra_columns=["country"]).columns.tolist()
+    ['user', 'item', 'weight', 'country']
+    >>> read_interactions_file(path, columns=names, extra_columns=False).columns.tolist()
+    ['user', 'item', 'weight']
+    >>> tmp.cleanup()
     """
+    if not (isinstance(extra_columns, bool) or (isinstance(extra_columns, Collection)
+                                                and not isinstance(extra_columns, str))):
+        raise TypeError(
+            "extra_columns must be True, False or a collection of column names, got "
+            f"{extra_columns!r}"
+        )
     path = Path(path).expanduser()
     if path.is_dir():
         for name, layout in (("u.data", "udata"), ("ratings.dat", "dat"), ("ratings.csv", "csv")):
@@ -171,19 +251,16 @@ def read_interactions_file(
         raise DatasetNotFoundError(f"no file at {path}")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError as exc:
-            raise ImportError(
-                "reading Parquet needs pyarrow: pip install 'recinc-plugins[parquet]'"
-            ) from exc
+        frame = _read_parquet(path, columns, extra_columns)
     elif suffix == ".data" and sep is None:
         frame = _read_layout(path, "udata")
     elif suffix == ".dat" and sep is None:
         frame = _read_layout(path, "dat")
     elif suffix in (".csv", ".tsv", ".txt", ".dat", ".data"):
+        keep = _kept_names(columns, extra_columns, _CSV_COLUMNS if columns is None else ())
         frame = pd.read_csv(path, sep=sep or ("\t" if suffix == ".tsv" else ","),
-                            engine="python" if sep and len(sep) > 1 else "c")
+                            engine="python" if sep and len(sep) > 1 else "c",
+                            usecols=None if keep is None else keep.__contains__)
         if columns is None:
             frame = frame.rename(columns=_CSV_COLUMNS)
     else:
@@ -224,6 +301,7 @@ def load_dataset(
         raise DatasetNotFoundError(
             f"{name!r} is neither a known dataset ({', '.join(DATASETS)}) nor an existing path"
         )
+    kwargs.pop("extra_columns", None)  # named datasets carry the canonical columns only
     if spec.generate is not None:
         return validate_interactions(spec.generate(), **kwargs)
     root = data_home(home)
