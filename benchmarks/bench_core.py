@@ -71,7 +71,7 @@ def bench_recommend(n_users: int, n_items: int, k: int) -> None:
     users = np.arange(n_users)
     t_rec = timed(lambda: model.recommend(users, k=k), repeat=3)
     t_noseen = timed(lambda: model.recommend(users, k=k, exclude_seen=False), repeat=3)
-    scores = model._score_users(users)
+    scores = model.score_block(users)
     t_sort = timed(lambda: np.argsort(-scores, axis=1, kind="stable")[:, :k], repeat=3)
     print(f"recommend {n_users:,} users x {model.n_items:,} items, k={k}: {t_rec * 1e3:7.1f} ms "
           f"with seen-item masking ({model.seen_.tocsr().nnz:,} seen pairs), "

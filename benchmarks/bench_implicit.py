@@ -58,7 +58,7 @@ def native_step(model, chunk: pd.DataFrame) -> tuple[float, float, float]:
     t_ours = clocked(lambda: ours.partial_fit(chunk))
     encoded = copy.deepcopy(model)
     batch = encoded._encode(encoded._validate(chunk))
-    t_encoded = clocked(lambda: encoded._partial_fit_encoded(batch))
+    t_encoded = clocked(lambda: encoded.learn_encoded(batch))
 
     # the native side gets everything prebuilt: grown factors, matrices, touched ids
     native = copy.deepcopy(ours.model_)
@@ -257,7 +257,7 @@ def gpu() -> None:
     if not implicit.gpu.HAS_CUDA:
         raise SystemExit("--gpu needs implicit's CUDA build and a CUDA device (see the warning "
                          "`import implicit.gpu` gives; pip install -e '.[implicit-gpu]')")
-    common = {"num_threads": 1, "random_state": 0}
+    common = {"num_threads": 1, "seed": 0}
     models = {"popularity": Popularity()}
     for device, flag in (("cpu", False), ("gpu", True)):
         models[f"bpr-{device}"] = ImplicitBPR(**common, use_gpu=flag)
@@ -294,8 +294,8 @@ def main() -> None:
     print(f"ml-100k: {len(frame):,} events; first {args.start:,} learned, then "
           f"{args.steps} steps of {args.step:,} (num_threads=1)\n")
     makers = {
-        "implicit-als": lambda: ImplicitALS(num_threads=1, random_state=0),
-        "implicit-bpr": lambda: ImplicitBPR(num_threads=1, random_state=0),
+        "implicit-als": lambda: ImplicitALS(num_threads=1, seed=0),
+        "implicit-bpr": lambda: ImplicitBPR(num_threads=1, seed=0),
     }
     for name, make in makers.items():
         recall, times = replay(make, frame, args.start, args.step, args.steps)

@@ -35,7 +35,7 @@ def native_step(model: LightFMRecommender, chunk: pd.DataFrame) -> tuple[float, 
     t_ours = clocked(lambda: ours.partial_fit(chunk))
     encoded = copy.deepcopy(model)
     batch = encoded._encode(encoded._validate(chunk))
-    t_encoded = clocked(lambda: encoded._partial_fit_encoded(batch))
+    t_encoded = clocked(lambda: encoded.learn_encoded(batch))
 
     # the native side gets a grown model and the very matrix our step trains on
     prepared = copy.deepcopy(model)
@@ -61,7 +61,7 @@ def main() -> None:
           f"{args.steps} steps of {args.step:,} (num_threads=1)\n")
 
     def make() -> LightFMRecommender:
-        return LightFMRecommender(num_threads=1, random_state=0)
+        return LightFMRecommender(num_threads=1, seed=0)
 
     name = "lightfm"
     recall, times = replay(make, frame, args.start, args.step, args.steps)

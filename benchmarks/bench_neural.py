@@ -9,7 +9,7 @@ where it is absent) in timestamp order, as the harness does: each step's users a
 the catalogue (one matrix product), then the step is learned. Prints, for one event per step and
 1,000-event steps:
 
-- events/s of the model's own work (``_score_users`` + ``_partial_fit_encoded``), with the
+- events/s of the model's own work (``score_block`` + ``learn_encoded``), with the
   split between scoring and learning, and for one event per step also with the numpy path of
   small CPU steps switched off (torch for everything);
 - the same learning work written the usual PyTorch way -- ``nn.Embedding(sparse=True)``
@@ -65,11 +65,11 @@ def replay(model: NeuralRecommender, frame: pd.DataFrame, step: int) -> dict[str
         t0 = time.perf_counter()
         known = np.unique(u[u < model.n_users])
         if known.size and model.n_items:
-            model._score_users(known)
+            model.score_block(known)
         t1 = time.perf_counter()
         model.user_index_.add(u)
         model.item_index_.add(i)
-        model._partial_fit_encoded(Batch(users=u, items=i))
+        model.learn_encoded(Batch(users=u, items=i))
         _sync(model.device_)
         t_score += t1 - t0
         t_learn += time.perf_counter() - t1

@@ -617,7 +617,7 @@ def compare(
         headline one (cold-start splits, paired tests, drift).
     target
         ``"auto"``: rank every event, and predict its rating with models whose scores are
-        ratings (``_predicts_ratings()``) when the stream has ratings. ``"ranking"``: ranks
+        ratings (``predicts_ratings()``) when the stream has ratings. ``"ranking"``: ranks
         only. ``"rating"``: predicted ratings from every model, no ranking.
     exclude_seen
         Leave the items the user had before the step out of the candidates.
