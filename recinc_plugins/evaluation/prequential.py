@@ -512,17 +512,18 @@ class _Replay:
             out = np.full((n, kmax), -1, dtype=np.int64)
             out[:, :min(kmax, m)] = order[:kmax]
             return out
-        # a user's list is the first kmax places of the order that are not among its own
+        # a user's list is the first kmax places of the order that are not among its own:
+        # lay out places 0..kmax+e-1 per user (e: its excluded places in the order), strike
+        # its excluded ones by their offset, and keep the first kmax left (no search)
         lengths = np.minimum(kmax + np.bincount(x_user, minlength=n), m)
-        cand_user = np.repeat(np.arange(n), lengths)
-        cand_place = concat_ranges(np.zeros(n, dtype=np.int64), lengths)
-        excluded = np.sort(x_user * m + x_place)
-        keys = cand_user * m + cand_place
-        hit = np.searchsorted(excluded, keys)
-        hit[hit == excluded.size] = 0
-        keep = excluded[hit] != keys
-        cand_user, cand_place = cand_user[keep], cand_place[keep]
-        within = np.arange(cand_user.size) - np.searchsorted(cand_user, cand_user)
+        offsets = np.cumsum(lengths) - lengths
+        keep = np.ones(int(lengths.sum()), dtype=bool)
+        inside = x_place < lengths[x_user]
+        keep[offsets[x_user[inside]] + x_place[inside]] = False
+        cand_user = np.repeat(np.arange(n), lengths)[keep]
+        cand_place = concat_ranges(np.zeros(n, dtype=np.int64), lengths)[keep]
+        kept = np.bincount(cand_user, minlength=n)
+        within = np.arange(cand_user.size) - np.repeat(np.cumsum(kept) - kept, kept)
         ok = within < kmax
         out = np.full((n, kmax), -1, dtype=np.int64)
         out[cand_user[ok], within[ok]] = order[cand_place[ok]]

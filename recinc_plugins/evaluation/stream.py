@@ -246,11 +246,21 @@ class Stream:
         counts = np.bincount(self.users, minlength=self.n_users)
         user_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n = len(self)
-        keys = self.users[order].astype(np.int64) * n + order
-        scored_users = self.users[self.n_warmup:]
-        n_before = np.searchsorted(keys, scored_users.astype(np.int64) * n + self.step_start) \
-            - user_ptr[scored_users]
-        return user_ptr, self.items[order], n_before.astype(_code_dtype(n))
+        # in user order (stream order within a user), an event's ordinal among its user's
+        # events; the events of one user in one step all exclude what came before the first
+        # of them: its ordinal (linear in the stream, no search)
+        sorted_users = self.users[order]
+        ordinal = np.arange(n, dtype=np.int64) - user_ptr[sorted_users]
+        step_of = np.full(n, -1, dtype=np.int64)  # the warm-up is one group per user
+        step_of[self.n_warmup:] = np.repeat(np.arange(self.n_steps), np.diff(self.bounds))
+        sorted_steps = step_of[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = ((sorted_users[1:] != sorted_users[:-1])
+                     | (sorted_steps[1:] != sorted_steps[:-1]))
+        group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+        n_before = np.empty(n, dtype=_code_dtype(n))
+        n_before[order] = ordinal[group_start]
+        return user_ptr, self.items[order], n_before[self.n_warmup:]
 
     @cached_property
     def history_first(self) -> np.ndarray:
