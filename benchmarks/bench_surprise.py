@@ -46,7 +46,7 @@ def main() -> None:
     results = {}
     for name, algo in [("native surprise.SVD", surprise.SVD(random_state=0)),
                        ("SurpriseAlgo('surprise-svd')",
-                        SurpriseAlgo("surprise-svd", random_state=0, refit_every=None))]:
+                        SurpriseAlgo("surprise-svd", seed=0, refit_every=None))]:
         t0 = time.perf_counter()
         out = cross_validate(algo, data, measures=["rmse", "mae"],
                              cv=KFold(n_splits=5, random_state=0))
@@ -69,7 +69,7 @@ def main() -> None:
         new_users = set(step["user"]) - set(train["user"])
         later = future[future["user"].isin(new_users)]
         truth = later["rating"].to_numpy()
-        for cls, params in [(SurpriseSVD, {"random_state": 0}), (SurpriseNMF, {"random_state": 0}),
+        for cls, params in [(SurpriseSVD, {"seed": 0}), (SurpriseNMF, {"seed": 0}),
                             (SurpriseBaselineOnly, {})]:
             scores = []
             for fold_in in (True, False):

@@ -32,7 +32,7 @@ def seeds(frame, seed_list: list[int]) -> None:
               "lightfm": LightFMRecommender}
     for name, cls in makers.items():
         for seed in seed_list:
-            models[f"{name} seed {seed}"] = cls(num_threads=1, random_state=seed)
+            models[f"{name} seed {seed}"] = cls(num_threads=1, seed=seed)
     summary = compare(models, Stream(frame, step=1000), k=10, n_jobs=2).summary
     recall = summary.set_index("model")["recall@10"]
     warm = summary.set_index("model")["warm_recall@10"]
@@ -64,10 +64,10 @@ def main() -> None:
     models = {
         "popularity": Popularity(),
         "popularity+newcomer": Popularity(cold_start="newcomer"),
-        "implicit-als": ImplicitALS(num_threads=1, random_state=0),
-        "implicit-bpr": ImplicitBPR(num_threads=1, random_state=0),
-        "implicit-lmf": ImplicitLMF(num_threads=1, random_state=0),
-        "lightfm": LightFMRecommender(num_threads=1, random_state=0),
+        "implicit-als": ImplicitALS(num_threads=1, seed=0),
+        "implicit-bpr": ImplicitBPR(num_threads=1, seed=0),
+        "implicit-lmf": ImplicitLMF(num_threads=1, seed=0),
+        "lightfm": LightFMRecommender(num_threads=1, seed=0),
     }
     result = compare(models, Stream(frame, step=1000), k=10)
     summary = result.summary[COLUMNS]

@@ -52,7 +52,7 @@ def hit_rate(ranker: RecincRanker, frame, k: int = 10) -> float:
 def main() -> None:
     frame, name = load()
     print(f"{name}: {len(frame):,} events")
-    for model, params in [("lightfm", {"no_components": 16, "epochs": 5, "random_state": 0}),
+    for model, params in [("lightfm", {"no_components": 16, "epochs": 5, "seed": 0}),
                           ("popularity", None)]:
         ranker = RecincRanker(model, model_params=params, batch_size=500,
                               flush_before_predict=False)

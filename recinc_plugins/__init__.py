@@ -13,8 +13,10 @@ from .base import (
     Newcomer,
     Recommendations,
 )
+from .baselines import DecayedPopularity, Popularity, Random
 from .data import load_dataset, synthetic_stream, validate_interactions
 from .ids import IdIndex
+from .persistence import load
 from .registry import list_models, make, register
 
 __version__ = "0.1.0"
@@ -22,13 +24,17 @@ __version__ = "0.1.0"
 __all__ = [
     "Batch",
     "Capabilities",
+    "DecayedPopularity",
     "IdIndex",
     "IncrementalRecommender",
     "ModelFileError",
     "Newcomer",
+    "Popularity",
+    "Random",
     "Recommendations",
     "__version__",
     "list_models",
+    "load",
     "load_dataset",
     "make",
     "register",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from .growth import grown
 
 __all__ = ["DecayedPopularity", "Popularity", "Random"]
 
@@ -31,7 +32,7 @@ class Popularity(IncrementalRecommender):
     Examples
     --------
     >>> import pandas as pd
-    >>> from recinc_plugins.baselines import Popularity
+    >>> from recinc_plugins import Popularity
     >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
     >>> model = Popularity().fit(events)
     >>> model.recommend(["b", "new-user"], k=2).to_frame()
@@ -52,9 +53,7 @@ class Popularity(IncrementalRecommender):
         self.popularity_ = np.zeros(0, dtype=np.float64)
 
     def _grow(self, n_users: int, n_items: int) -> None:
-        grown = np.zeros(n_items, dtype=np.float64)
-        grown[: self.popularity_.size] = self.popularity_
-        self.popularity_ = grown
+        self.popularity_ = grown(self.popularity_, n_items)
 
     def _partial_fit(self, batch: Batch) -> None:
         values = batch.values if self.weighted else None
@@ -92,7 +91,7 @@ class DecayedPopularity(IncrementalRecommender):
     Examples
     --------
     >>> import pandas as pd
-    >>> from recinc_plugins.baselines import DecayedPopularity
+    >>> from recinc_plugins import DecayedPopularity
     >>> events = pd.DataFrame({"user": [1, 2, 3], "item": ["old", "old", "new"]})
     >>> model = DecayedPopularity(half_life=1).fit(events)
     >>> model.score(9, ["old", "new"]).round(3)
@@ -137,9 +136,7 @@ class DecayedPopularity(IncrementalRecommender):
         self.origin_ns_: int | None = None
 
     def _grow(self, n_users: int, n_items: int) -> None:
-        grown = np.zeros(n_items, dtype=np.float64)
-        grown[: self.scaled_.size] = self.scaled_
-        self.scaled_ = grown
+        self.scaled_ = grown(self.scaled_, n_items)
 
     def _check_batch(self, batch: Batch) -> None:
         if self._half_life_ns is not None and batch.timestamps is None and len(batch):

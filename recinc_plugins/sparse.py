@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .growth import grown, resized
+
 __all__ = ["GrowingCSR", "concat_ranges"]
 
 
@@ -91,10 +93,7 @@ class GrowingCSR:
         if end > self._buf_rows.size:
             capacity = max(end, 2 * self._buf_rows.size)
             for name in ("_buf_rows", "_buf_cols", "_buf_vals"):
-                old = getattr(self, name)
-                new = np.empty(capacity, dtype=old.dtype)
-                new[: self._n_buf] = old[: self._n_buf]
-                setattr(self, name, new)
+                setattr(self, name, grown(getattr(self, name)[: self._n_buf], capacity))
         self._buf_rows[self._n_buf : end] = rows
         self._buf_cols[self._n_buf : end] = cols
         self._buf_vals[self._n_buf : end] = values
@@ -104,8 +103,7 @@ class GrowingCSR:
 
     def _merge(self) -> None:
         csr = self._csr
-        if csr.shape != self.shape:
-            csr = self._resized(csr)
+        csr = resized(csr, self.shape)
         if self._n_buf:
             n = self._n_buf
             rows = np.concatenate([np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr)),
@@ -122,11 +120,6 @@ class GrowingCSR:
             csr.sum_duplicates()
             self._n_buf = 0
         self._csr = csr
-
-    def _resized(self, csr: sp.csr_matrix) -> sp.csr_matrix:
-        extra = np.full(self.n_rows - csr.shape[0], csr.indptr[-1], dtype=csr.indptr.dtype)
-        indptr = np.concatenate([csr.indptr, extra])
-        return sp.csr_matrix((csr.data, csr.indices, indptr), shape=self.shape)
 
     def tocsr(self) -> sp.csr_matrix:
         """The whole matrix as a canonical CSR (duplicates combined, indices sorted)."""

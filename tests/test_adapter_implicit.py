@@ -10,7 +10,7 @@ pytest.importorskip("implicit")
 
 from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, ImplicitLMF
 
-SMALL = {"factors": 8, "num_threads": 1, "random_state": 0}
+SMALL = {"factors": 8, "num_threads": 1, "seed": 0}
 MODELS = [
     pytest.param(ImplicitALS, {**SMALL, "iterations": 5}, id="als"),
     pytest.param(ImplicitBPR, {**SMALL, "iterations": 20}, id="bpr"),
@@ -89,7 +89,7 @@ def test_incremental_als_step_matches_a_full_refit_on_recall(implicit_stream):
     """Tolerance: recall@10 within 0.03 (absolute) of refitting on the same data."""
     first, step, test = (implicit_stream.iloc[:2000], implicit_stream.iloc[2000:2500],
                          implicit_stream.iloc[2500:])
-    params = {"factors": 16, "regularization": 1.0, "num_threads": 1, "random_state": 0}
+    params = {"factors": 16, "regularization": 1.0, "num_threads": 1, "seed": 0}
     incremental = ImplicitALS(**params).fit(first).partial_fit(step)
     refit = ImplicitALS(**params).fit(pd.concat([first, step]))
     rec_inc, rec_refit = _recall_at_k(incremental, test), _recall_at_k(refit, test)
@@ -148,7 +148,7 @@ def test_save_load_round_trips_recommendations(cls, params, implicit_stream, tmp
 
 
 def test_num_threads_is_passed_to_the_wrapped_model(implicit_stream):
-    model = ImplicitALS(factors=4, num_threads=2, random_state=0).fit(implicit_stream.iloc[:200])
+    model = ImplicitALS(factors=4, num_threads=2, seed=0).fit(implicit_stream.iloc[:200])
     assert model.model_.num_threads == 2
 
 
@@ -157,7 +157,7 @@ def test_confidence_transforms_follow_alpha():
     for confidence, expected in (("linear", [3.0, 7.0]), ("log", 1 + 2 * np.log1p([1.0, 3.0])),
                                  ("binary", [3.0, 3.0])):
         model = ImplicitALS(factors=2, alpha=2.0, confidence=confidence, num_threads=1,
-                            random_state=0).fit(events)
+                            seed=0).fit(events)
         np.testing.assert_allclose(model._matrix().toarray()[0], expected, rtol=1e-6)
 
 
@@ -215,7 +215,7 @@ def test_gpu_fits_come_back_as_cpu_models(cls, params, quality, implicit_stream)
 
     first, step, test = (implicit_stream.iloc[:2000], implicit_stream.iloc[2000:2500],
                          implicit_stream.iloc[2500:])
-    common = {"factors": 16, "num_threads": 1, "random_state": 0, **params}
+    common = {"factors": 16, "num_threads": 1, "seed": 0, **params}
     cpu = cls(**common).fit(first).partial_fit(step)
     gpu = cls(**common, use_gpu=True).fit(first).partial_fit(step)
     for name in ("user_factors", "item_factors"):
@@ -237,7 +237,7 @@ def test_gpu_fits_match_the_cpu_on_ml100k(ml100k):
     from recinc_plugins.baselines import Popularity
     from recinc_plugins.evaluation import Stream, compare
 
-    common = {"num_threads": 1, "random_state": 0}
+    common = {"num_threads": 1, "seed": 0}
     models = {"pop": Popularity()}
     for device, flag in (("cpu", False), ("gpu", True)):
         models[f"bpr-{device}"] = ImplicitBPR(**common, use_gpu=flag)
@@ -252,7 +252,7 @@ def test_gpu_fits_match_the_cpu_on_ml100k(ml100k):
 
 @needs_cuda
 def test_als_periodic_refits_run_on_the_gpu(implicit_stream, tmp_path):
-    model = ImplicitALS(factors=8, num_threads=1, random_state=0, use_gpu=True, refit_every=400)
+    model = ImplicitALS(factors=8, num_threads=1, seed=0, use_gpu=True, refit_every=400)
     model.fit(implicit_stream.iloc[:1000])
     model.partial_fit(implicit_stream.iloc[1000:1500])  # 500 events: a GPU refit
     assert model._events_at_refit == 1500
@@ -265,7 +265,7 @@ def test_als_periodic_refits_run_on_the_gpu(implicit_stream, tmp_path):
 
 def test_partial_fit_on_a_fresh_model_trains_from_scratch(implicit_stream):
     model = ImplicitALS(**SMALL).partial_fit(implicit_stream.iloc[:500])
-    assert model.is_trained
+    assert model.is_fitted
     assert model.model_.user_factors.shape == (model.n_users, 8)
 
 
@@ -276,8 +276,8 @@ def test_incremental_als_on_ml100k_matches_refit_within_tolerance(ml100k):
     first, step = ml100k.iloc[:40_000], ml100k.iloc[40_000:41_000]
     test = ml100k.iloc[41_000:43_000]
     test = test[test["user"].isin(pd.concat([first, step])["user"])]
-    incremental = ImplicitALS(num_threads=1, random_state=0).fit(first).partial_fit(step)
-    refit = ImplicitALS(num_threads=1, random_state=0).fit(pd.concat([first, step]))
+    incremental = ImplicitALS(num_threads=1, seed=0).fit(first).partial_fit(step)
+    refit = ImplicitALS(num_threads=1, seed=0).fit(pd.concat([first, step]))
     rec_inc, rec_refit = _recall_at_k(incremental, test), _recall_at_k(refit, test)
     assert rec_refit > 0.03
     assert abs(rec_inc - rec_refit) <= 0.015, (rec_inc, rec_refit)
@@ -305,10 +305,10 @@ def test_importing_the_package_does_not_import_implicit():
 def test_an_empty_fit_leaves_the_model_to_train_fully_on_the_next_batch(implicit_stream):
     empty = implicit_stream.iloc[:0]
     model = ImplicitALS(**SMALL).fit(empty)
-    assert not model.is_trained
+    assert not model.is_fitted
     assert model.recommend([1], k=3).cold.tolist() == [True]
     model.partial_fit(implicit_stream.iloc[:500])
-    assert model.is_trained and model.model_.user_factors.shape == (model.n_users, 8)
+    assert model.is_fitted and model.model_.user_factors.shape == (model.n_users, 8)
 
 
 def test_lmf_keeps_its_adagrad_accumulators_across_steps(implicit_stream):
@@ -328,10 +328,41 @@ def test_lmf_keeps_its_adagrad_accumulators_across_steps(implicit_stream):
 
 @pytest.mark.parametrize("cls", [ImplicitALS, ImplicitBPR])
 def test_non_positive_strengths_are_refused_before_anything_changes(cls, implicit_stream):
-    model = cls(factors=4, iterations=2, random_state=0, num_threads=1).fit(implicit_stream)
+    model = cls(factors=4, iterations=2, seed=0, num_threads=1).fit(implicit_stream)
     n_events, n_users = model.n_events_, model.n_users
     bad = pd.DataFrame({"user": ["new", 0], "item": [1, 2], "weight": [1.0, 0.0]})
     with pytest.raises(ValueError, match=r"learns from positive strengths; 1 event\(s\) have "
                                          r"weight <= 0 \(positions \[1\]\)"):
         model.partial_fit(bad)
     assert (model.n_events_, model.n_users) == (n_events, n_users)
+
+
+@pytest.mark.parametrize("cls", [ImplicitALS, ImplicitBPR, ImplicitLMF])
+def test_random_state_is_a_deprecated_name_of_seed(cls, implicit_stream, tmp_path):
+    with pytest.warns(DeprecationWarning, match=rf"{cls.__name__}\(random_state=...\) is "
+                                                 "deprecated: use seed="):
+        old = cls(factors=8, num_threads=1, random_state=3)
+    assert old.get_params() == cls(factors=8, num_threads=1, seed=3).get_params()
+    with pytest.raises(TypeError, match="got both 'random_state' and 'seed'"):
+        cls(seed=1, random_state=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'random_seed'"):
+        cls(random_seed=2)
+
+
+def test_a_file_saved_with_random_state_loads_it_as_seed(implicit_stream, tmp_path,
+                                                         monkeypatch):
+    import warnings
+
+    model = ImplicitALS(**SMALL).fit(implicit_stream.iloc[:300])
+    params = model.get_params()
+    params["random_state"] = params.pop("seed")
+    with monkeypatch.context() as patch:  # what an earlier version saved
+        patch.setattr(ImplicitALS, "get_params", lambda self, deep=False: params)
+        model.save(tmp_path / "old.recinc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = ImplicitALS.load(tmp_path / "old.recinc")
+    assert loaded.seed == 0 and "random_state" not in loaded.get_params()
+    users = implicit_stream["user"].unique()[:10]
+    np.testing.assert_array_equal(loaded.recommend(users, k=5).items,
+                                  model.recommend(users, k=5).items)

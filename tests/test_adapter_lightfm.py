@@ -10,7 +10,7 @@ pytest.importorskip("lightfm")
 
 from recinc_plugins.adapters.lightfm import LightFMRecommender
 
-SMALL = {"no_components": 8, "num_threads": 1, "random_state": 0, "fit_epochs": 5}
+SMALL = {"no_components": 8, "num_threads": 1, "seed": 0, "fit_epochs": 5}
 STATE = [f"{side}_{suffix}" for side in ("user", "item") for suffix in (
     "embeddings", "embedding_gradients", "embedding_momentum",
     "biases", "bias_gradients", "bias_momentum")]
@@ -205,7 +205,7 @@ def test_incremental_lightfm_on_ml100k_stays_near_a_refit(ml100k):
     first, step = ml100k.iloc[:40_000], ml100k.iloc[40_000:41_000]
     test = ml100k.iloc[41_000:43_000]
     test = test[test["user"].isin(pd.concat([first, step])["user"])]
-    incremental = LightFMRecommender(random_state=0).fit(first)
+    incremental = LightFMRecommender(seed=0).fit(first)
     n_users = incremental.n_users
     incremental.partial_fit(step)
     assert incremental.n_users > n_users
@@ -213,7 +213,7 @@ def test_incremental_lightfm_on_ml100k_stays_near_a_refit(ml100k):
         array = getattr(incremental.model_, name)
         rows = incremental.n_users if name.startswith("user") else incremental.n_items
         assert array.shape[0] == rows and array.dtype == np.float32, name
-    refit = LightFMRecommender(random_state=0).fit(pd.concat([first, step]))
+    refit = LightFMRecommender(seed=0).fit(pd.concat([first, step]))
 
     def recall(model):
         uniq, inverse = np.unique(test["user"].to_numpy(), return_inverse=True)
@@ -235,13 +235,13 @@ def test_missing_lightfm_raises_an_import_error_naming_the_extra(monkeypatch):
 
 def test_an_empty_fit_leaves_the_model_to_train_fully_on_the_next_batch(implicit_stream):
     model = LightFMRecommender(**SMALL).fit(implicit_stream.iloc[:0])
-    assert not model.is_trained
+    assert not model.is_fitted
     model.partial_fit(implicit_stream.iloc[:500])
     _assert_layout(model, model.n_users, model.n_items)
 
 
 def test_weighted_lightfm_refuses_non_positive_strengths(implicit_stream):
-    model = LightFMRecommender(no_components=4, use_weights=True, random_state=0)
+    model = LightFMRecommender(no_components=4, use_weights=True, seed=0)
     bad = implicit_stream.head(5).assign(weight=[1.0, 2.0, -1.0, 1.0, 0.0])
     with pytest.raises(ValueError, match=r"use_weights=True needs positive strengths; 2 "
                                          r"event\(s\) .* \(positions \[2, 4\]\)"):

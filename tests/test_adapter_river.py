@@ -148,7 +148,7 @@ def test_bad_parameters_are_named():
     events = pd.DataFrame({"user": [1], "item": [2], "rating": [3.0]})
     with pytest.raises(TypeError, match=r"model must be a river\.reco Ranker"):
         RiverRanker(model="BiasedMF").fit(events)
-    with pytest.raises(ValueError, match="n_factors must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_factors must be an integer >= 1, got 0"):
         RiverBiasedMF(n_factors=0).fit(events)
     with pytest.raises(ValueError, match="no 'rating' column"):
         RiverBiasedMF().fit(events.drop(columns="rating"))

@@ -19,13 +19,13 @@ from recinc_plugins.adapters.surprise import (  # noqa: E402
 )
 
 ALL = [
-    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "n_epochs": 5, "random_state": 0},
+    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "n_epochs": 5, "seed": 0},
                  id="svd"),
-    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "biased": False, "random_state": 0},
+    pytest.param(adapters.SurpriseSVD, {"n_factors": 8, "biased": False, "seed": 0},
                  id="svd-unbiased"),
-    pytest.param(adapters.SurpriseSVDpp, {"n_factors": 4, "n_epochs": 3, "random_state": 0},
+    pytest.param(adapters.SurpriseSVDpp, {"n_factors": 4, "n_epochs": 3, "seed": 0},
                  id="svdpp"),
-    pytest.param(adapters.SurpriseNMF, {"n_factors": 4, "n_epochs": 5, "random_state": 0},
+    pytest.param(adapters.SurpriseNMF, {"n_factors": 4, "n_epochs": 5, "seed": 0},
                  id="nmf"),
     pytest.param(adapters.SurpriseBaselineOnly, {}, id="baseline"),
     pytest.param(adapters.SurpriseKNNBasic, {"k": 10}, id="knn"),
@@ -33,7 +33,7 @@ ALL = [
     pytest.param(adapters.SurpriseKNNWithZScore, {"k": 10}, id="knn-zscore"),
     pytest.param(adapters.SurpriseKNNBaseline, {"k": 10}, id="knn-baseline"),
     pytest.param(adapters.SurpriseSlopeOne, {}, id="slopeone"),
-    pytest.param(adapters.SurpriseCoClustering, {"random_state": 0}, id="coclustering"),
+    pytest.param(adapters.SurpriseCoClustering, {"seed": 0}, id="coclustering"),
 ]
 
 
@@ -44,7 +44,7 @@ def _native_trainset(frame: pd.DataFrame):
 
 
 def test_svd_fit_equals_native_svd_fitted_on_the_same_frame(explicit_stream):
-    model = SurpriseSVD(n_factors=8, random_state=0, refit_every=None).fit(explicit_stream)
+    model = SurpriseSVD(n_factors=8, seed=0, refit_every=None).fit(explicit_stream)
     trainset = _native_trainset(explicit_stream)
     native = surprise.SVD(n_factors=8, random_state=0).fit(trainset)
     users, items = explicit_stream["user"].to_numpy(), explicit_stream["item"].to_numpy()
@@ -89,7 +89,7 @@ def test_fold_in_gives_a_new_user_a_prediction_of_their_own_before_any_refit(
     new_user = pd.DataFrame({"user": ["newcomer"] * 6,
                              "item": train["item"].value_counts().index[:6],
                              "rating": [5.0] * 6})
-    seed = {} if cls is SurpriseBaselineOnly else {"random_state": 0}
+    seed = {} if cls is SurpriseBaselineOnly else {"seed": 0}
     folded = cls(refit_every=None, **seed).fit(train).partial_fit(new_user)
     stuck = cls(refit_every=None, fold_in=False, **seed).fit(train).partial_fit(new_user)
     assert folded.n_refits_ == stuck.n_refits_ == 1
@@ -103,7 +103,7 @@ def test_fold_in_on_ml100k_new_users_beat_the_global_mean_before_any_refit(ml100
     new_users = set(step["user"]) - set(train["user"])
     later = future[future["user"].isin(new_users)]
     truth = later["rating"].to_numpy()
-    model = SurpriseSVD(refit_every=None, random_state=0).fit(train).partial_fit(step)
+    model = SurpriseSVD(refit_every=None, seed=0).fit(train).partial_fit(step)
     assert model.n_refits_ == 1
     rmse = float(np.sqrt(np.mean((np.clip(model.score(later["user"], later["item"]), 1, 5)
                                   - truth) ** 2)))
@@ -113,12 +113,12 @@ def test_fold_in_on_ml100k_new_users_beat_the_global_mean_before_any_refit(ml100
 
 
 def test_saved_adapter_scores_the_same_and_keeps_its_parameters(explicit_stream, tmp_path):
-    model = SurpriseSVD(n_factors=4, random_state=1, refit_every=700).fit(explicit_stream[:1000])
+    model = SurpriseSVD(n_factors=4, seed=1, refit_every=700).fit(explicit_stream[:1000])
     model.partial_fit(explicit_stream[1000:1500])
     model.save(tmp_path / "svd.recinc")
     loaded = SurpriseSVD.load(tmp_path / "svd.recinc")
     assert loaded.get_params() == model.get_params()
-    assert repr(loaded) == "SurpriseSVD(refit_every=700, n_factors=4, random_state=1)"
+    assert repr(loaded) == "SurpriseSVD(refit_every=700, seed=1, n_factors=4)"
     users, items = explicit_stream["user"], explicit_stream["item"]
     np.testing.assert_array_equal(loaded.score(users, items), model.score(users, items))
     assert loaded.clone().get_params() == model.get_params()
@@ -127,11 +127,11 @@ def test_saved_adapter_scores_the_same_and_keeps_its_parameters(explicit_stream,
 def test_bad_parameters_are_named(explicit_stream):
     with pytest.raises(TypeError, match="algo must be a Surprise algorithm"):
         SurpriseAdapter(algo="SVD").fit(explicit_stream)
-    with pytest.raises(ValueError, match="refit_every must be a positive integer or None"):
+    with pytest.raises(ValueError, match="refit_every must be an integer >= 1 or None"):
         SurpriseSVD(refit_every=0).fit(explicit_stream)
     with pytest.raises(ValueError, match="refit_unit must be one of"):
         SurpriseSVD(refit_unit="days").fit(explicit_stream)
-    with pytest.raises(ValueError, match="window must be a positive integer"):
+    with pytest.raises(ValueError, match="window must be an integer >= 1 or None"):
         SurpriseSVD(window=-1).fit(explicit_stream)
     with pytest.raises(ValueError, match=r"invalid parameters for surprise\.SVD"):
         SurpriseSVD(n_factorz=3).fit(explicit_stream)
@@ -155,7 +155,7 @@ def test_a_bad_similarity_is_named_before_anything_is_learned(explicit_stream):
 
 
 def test_a_refit_that_fails_leaves_the_model_as_it_was(explicit_stream):
-    model = SurpriseSVD(n_factors=4, random_state=0, refit_every=100).fit(explicit_stream[:1000])
+    model = SurpriseSVD(n_factors=4, seed=0, refit_every=100).fit(explicit_stream[:1000])
     users, items = explicit_stream["user"][:50], explicit_stream["item"][:50]
     before = model.score(users, items)
     model.set_params(init_std_dev=-1.0)  # numpy refuses it inside Surprise's SVD.fit
@@ -209,3 +209,12 @@ def test_baseline_sgd_fold_in_uses_sgds_penalty_and_matches_a_converged_refit(ex
                - refit.user_bias_[refit.user_index_.lookup(["newcomer"])[0]]) < 0.05
     np.testing.assert_allclose(folded.score("newcomer", items), refit.score("newcomer", items),
                                atol=0.05)
+
+
+def test_seed_is_surprises_random_state_and_random_state_still_works(explicit_stream):
+    seeded = SurpriseSVD(n_factors=4, seed=2, refit_every=None).fit(explicit_stream[:500])
+    assert seeded.model_.random_state == 2 and "random_state" not in seeded.get_params()
+    with pytest.warns(DeprecationWarning, match=r"SurpriseSVD\(random_state=...\) is deprecated"):
+        old = SurpriseSVD(n_factors=4, random_state=2, refit_every=None)
+    assert old.get_params() == seeded.get_params()
+    np.testing.assert_array_equal(old.fit(explicit_stream[:500]).model_.pu, seeded.model_.pu)

@@ -20,10 +20,10 @@ from recinc_plugins.neural import NeuralRecommender
 
 SMALL = {"num_threads": 1}
 MODELS = [
-    (ImplicitALS, {"factors": 4, "random_state": 0, **SMALL}),
-    (ImplicitBPR, {"factors": 4, "random_state": 0, **SMALL}),
-    (ImplicitLMF, {"factors": 4, "random_state": 0, **SMALL}),
-    (LightFMRecommender, {"no_components": 4, "random_state": 0, **SMALL}),
+    (ImplicitALS, {"factors": 4, "seed": 0, **SMALL}),
+    (ImplicitBPR, {"factors": 4, "seed": 0, **SMALL}),
+    (ImplicitLMF, {"factors": 4, "seed": 0, **SMALL}),
+    (LightFMRecommender, {"no_components": 4, "seed": 0, **SMALL}),
     (NeuralRecommender, {"n_factors": 8, "seed": 0, "device": "cpu", **SMALL}),
     (Popularity, {}),
 ]
@@ -272,7 +272,7 @@ def _save_as_before_the_policies(model, path, rename=None):
 
 
 def test_an_old_file_keeps_answering_with_popularity(tmp_path):
-    model = ImplicitALS(factors=4, num_threads=1, random_state=0, cold_start="popularity")
+    model = ImplicitALS(factors=4, num_threads=1, seed=0, cold_start="popularity")
     model.fit(_veteran_and_newcomers())
     _save_as_before_the_policies(model, tmp_path / "old.recinc")
     old = ImplicitALS.load(tmp_path / "old.recinc")
@@ -318,7 +318,7 @@ def test_on_ml100k_the_adapters_beat_popularity_by_a_clear_margin(ml100k):
     models = {
         "pop": Popularity(),
         "pop+newcomer": Popularity(cold_start="newcomer"),
-        "als": ImplicitALS(num_threads=1, random_state=0),
+        "als": ImplicitALS(num_threads=1, seed=0),
     }
     summary = compare(models, Stream(ml100k, step=1000), k=10).summary.set_index("model")
     recall, warm = summary["recall@10"], summary["warm_recall@10"]

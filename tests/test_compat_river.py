@@ -18,7 +18,7 @@ from recinc_plugins.compat.river import RecincRanker
 
 @pytest.mark.parametrize(("model", "params"), [
     ("popularity", None),
-    ("lightfm", {"no_components": 4, "random_state": 0}),
+    ("lightfm", {"no_components": 4, "seed": 0}),
     ("river-biasedmf", {"seed": 0}),
     ("river-baseline", None),
 ])

@@ -24,7 +24,7 @@ def test_cross_validate_through_the_svd_adapter_reproduces_native_svd_on_ml100k(
     data = _dataset(ml100k)
     native = cross_validate(surprise.SVD(random_state=0), data, measures=["rmse"],
                             cv=KFold(n_splits=5, random_state=0))
-    ours = cross_validate(SurpriseAlgo("surprise-svd", random_state=0, refit_every=None), data,
+    ours = cross_validate(SurpriseAlgo("surprise-svd", seed=0, refit_every=None), data,
                           measures=["rmse"], cv=KFold(n_splits=5, random_state=0))
     native_rmse, our_rmse = native["test_rmse"].mean(), ours["test_rmse"].mean()
     assert 0.9 < native_rmse < 0.97
@@ -34,7 +34,7 @@ def test_cross_validate_through_the_svd_adapter_reproduces_native_svd_on_ml100k(
 
 @pytest.mark.parametrize(("name", "params"), [
     ("river-biasedmf", {"seed": 0}),
-    ("lightfm", {"no_components": 8, "random_state": 0}),
+    ("lightfm", {"no_components": 8, "seed": 0}),
     ("popularity", {}),
 ])
 def test_swapping_the_algorithm_for_other_backends_runs_unchanged(name, params,
@@ -47,7 +47,7 @@ def test_swapping_the_algorithm_for_other_backends_runs_unchanged(name, params,
 
 def test_grid_search_builds_the_bound_class_with_each_parameter_set(explicit_stream):
     grid = GridSearchCV(as_surprise("surprise-svd"),
-                        {"n_factors": [2, 8], "n_epochs": [2], "random_state": [0]},
+                        {"n_factors": [2, 8], "n_epochs": [2], "seed": [0]},
                         measures=["rmse"], cv=2)
     grid.fit(_dataset(explicit_stream))
     assert grid.best_params["rmse"]["n_factors"] in (2, 8)
@@ -58,7 +58,7 @@ def test_grid_search_builds_the_bound_class_with_each_parameter_set(explicit_str
 def test_grid_search_runs_in_worker_processes_with_the_same_results(explicit_stream):
     from joblib.externals.loky import get_reusable_executor
 
-    grid = {"n_factors": [2, 8], "n_epochs": [3], "random_state": [0]}
+    grid = {"n_factors": [2, 8], "n_epochs": [3], "seed": [0]}
     runs = []
     try:
         for n_jobs in (1, 2):
@@ -74,7 +74,7 @@ def test_grid_search_runs_in_worker_processes_with_the_same_results(explicit_str
 def test_bound_instances_pickle_with_plain_pickle(explicit_stream):
     import pickle
 
-    algo = as_surprise("surprise-svd")(n_factors=3, n_epochs=2, random_state=0)
+    algo = as_surprise("surprise-svd")(n_factors=3, n_epochs=2, seed=0)
     algo.fit(_dataset(explicit_stream).build_full_trainset())
     copy = pickle.loads(pickle.dumps(algo))
     assert type(copy).__name__ == "SurpriseAlgo[surprise-svd]" and copy.params == algo.params

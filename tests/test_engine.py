@@ -121,7 +121,7 @@ def test_the_cold_start_row_is_shared_by_a_step_unknown_users(plugins):
 
 @pytest.mark.parametrize("step", [1, 500])
 def test_factor_models_rank_exactly_like_score_block(plugins, explicit_stream, step):
-    params = {"factors": 16, "random_state": 0, "num_threads": 1}
+    params = {"factors": 16, "seed": 0, "num_threads": 1}
     stream = Stream(explicit_stream.iloc[:1_500], step=step, warmup=300)
     models = {"fast": recinc_plugins.make("implicit-als", **params),
               "plain": recinc_plugins.make("plain-als", **params)}
@@ -141,7 +141,7 @@ def test_on_ml100k_every_fast_path_gives_the_plain_numbers(plugins, ml100k):
             assert pop.summary.loc[0, "recall@10"] == pytest.approx(0.07695, abs=1e-9)
         else:
             assert pop.summary.loc[0, "recall@10"] == pytest.approx(0.0536, abs=1e-9)
-    params = {"random_state": 0, "num_threads": 1}
+    params = {"seed": 0, "num_threads": 1}
     stream = Stream(ml100k, step=1_000)
     als = compare({"fast": recinc_plugins.make("implicit-als", **params),
                    "plain": recinc_plugins.make("plain-als", **params)}, stream, k=10)
@@ -170,7 +170,7 @@ def test_an_eval_fraction_predicts_ratings_for_the_sample_only(explicit_stream):
     stream = Stream(explicit_stream, step=100, warmup=200)
     # (not River's models: River draws random numbers for every prediction of an unseen id,
     # so what is predicted changes what they learn)
-    make = lambda: recinc_plugins.make("surprise-svd", random_state=0)  # noqa: E731
+    make = lambda: recinc_plugins.make("surprise-svd", seed=0)  # noqa: E731
     full = replay("m", make(), stream, ReplayConfig())
     part = replay("m", make(), stream, ReplayConfig(eval_fraction=0.5))
     mask = part.scored
@@ -217,7 +217,7 @@ def test_the_torch_scoring_path_ranks_like_numpy(explicit_stream, device):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU here: the CUDA scoring path is tested where there is one")
     stream = Stream(explicit_stream, step=300, warmup=300)
-    params = {"factors": 16, "random_state": 0, "num_threads": 1}
+    params = {"factors": 16, "seed": 0, "num_threads": 1}
     records = {}
     for name in ("numpy", device):
         model = recinc_plugins.make("implicit-als", **params)

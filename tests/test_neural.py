@@ -207,7 +207,7 @@ def test_median_calibration_lowers_the_absolute_error_of_skewed_ratings(tmp_path
 def test_predicts_ratings_exactly_for_the_mse_loss(explicit_stream):
     ratings = NeuralRecommender(**SMALL, loss="mse", seed=0).fit(explicit_stream.iloc[:300])
     ranking = NeuralRecommender(**SMALL, loss="bpr", seed=0).fit(explicit_stream.iloc[:300])
-    assert ratings._predicts_ratings() and not ranking._predicts_ratings()
+    assert ratings.predicts_ratings() and not ranking.predicts_ratings()
     # an unknown user with a known item: the global mean plus the item's bias
     item = explicit_stream["item"].iloc[0]
     row = ratings._rows("items", ratings.item_index_.lookup([item]))

@@ -24,78 +24,13 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..growth import grown, resized
+from ..params import check_bool, check_choice, check_int, check_number, check_seed
 
 __all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
 
 _CONFIDENCE = ("linear", "log", "binary")
 _UPDATE_ON = ("touched", "all")
-
-
-def _implicit() -> Any:
-    require("implicit", "implicit")
-    import implicit.cpu.als
-    import implicit.cpu.bpr
-    import implicit.cpu.lmf
-    import implicit.gpu
-
-    return implicit
-
-
-_THREADPOOLS: list[Any] = []
-
-
-def _blas_single_thread() -> Any:
-    """Keep BLAS single-threaded while implicit's own threads run (implicit warns otherwise)."""
-    if not _THREADPOOLS:
-        # scanning the loaded libraries costs milliseconds: do it once, not on every step
-        _THREADPOOLS.append(require("threadpoolctl", "implicit").ThreadpoolController())
-    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
-
-
-def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < (0 if allow_zero else 1):
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-
-
-def _check_non_negative(name: str, value: Any, *, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value < 0 or (strict and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}, "
-                         f"got {value!r}")
-
-
-def _apply_confidence(csr: sp.csr_matrix, confidence: str, alpha: float) -> sp.csr_matrix:
-    """Event strengths to implicit's confidences, float32, same sparsity."""
-    if confidence == "linear":
-        data = 1.0 + alpha * csr.data
-    elif confidence == "log":
-        data = 1.0 + alpha * np.log1p(np.maximum(csr.data, 0.0))
-    else:
-        data = np.full_like(csr.data, 1.0 + alpha)
-    return sp.csr_matrix((data.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
-
-
-def _resized(csr: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:
-    """``csr`` with empty rows and columns appended up to ``shape`` (no copy of the entries)."""
-    if csr.shape == shape:
-        return csr
-    indptr = np.concatenate([csr.indptr, np.full(shape[0] - csr.shape[0], csr.indptr[-1],
-                                                 dtype=csr.indptr.dtype)])
-    return sp.csr_matrix((csr.data, csr.indices, indptr), shape=shape)
-
-
-def _zeros(n: int, d: int) -> np.ndarray:
-    return np.zeros((n, d), dtype=np.float32)
-
-
-def _grow_rows(factors: np.ndarray | None, n_rows: int, new_rows: Any) -> np.ndarray | None:
-    """``factors`` with rows appended up to ``n_rows`` (float32, C-contiguous)."""
-    if factors is None or factors.shape[0] >= n_rows:
-        return factors
-    extra = new_rows(n_rows - factors.shape[0], factors.shape[1]).astype(factors.dtype)
-    return np.ascontiguousarray(np.concatenate([factors, extra]))
 
 
 class _ImplicitMF(IncrementalRecommender):
@@ -104,65 +39,57 @@ class _ImplicitMF(IncrementalRecommender):
     extra: ClassVar[str | None] = "implicit"
     #: whether the item x user copy of the history is kept (ALS re-solves items from it)
     _keeps_item_users: ClassVar[bool] = False
+    _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
+
+    # -- parameters and validation -------------------------------------------------------------
 
     def _check_common(self) -> None:
-        _check_positive_int("factors", self.factors)
-        _check_positive_int("iterations", self.iterations)
-        _check_non_negative("regularization", self.regularization)
-        _check_positive_int("num_threads", self.num_threads, allow_zero=True)
-        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
-            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
+        check_int("factors", self.factors)
+        check_int("iterations", self.iterations)
+        check_number("regularization", self.regularization)
+        check_int("num_threads", self.num_threads, 0)
+        check_seed("seed", self.seed)
+
+    def _check_gpu(self) -> None:
+        check_bool("use_gpu", self.use_gpu)
+        if self.use_gpu and not _implicit().gpu.HAS_CUDA:
+            raise ValueError(
+                "use_gpu=True, but implicit has no CUDA support here (it needs a CUDA device, "
+                "implicit's CUDA build and a matching rmm-cu13: pip install "
+                "'recinc-plugins[implicit-gpu]'; see the warning `import implicit.gpu` gives); "
+                "use use_gpu=False"
+            )
+
+    # -- growth --------------------------------------------------------------------------------
 
     def _init_model(self) -> None:
-        self.rng_ = np.random.default_rng(self.random_state)
+        self.rng_ = np.random.default_rng(self.seed)
         self.user_items_ = sp.csr_matrix((0, 0), dtype=np.float32)
         self.item_users_ = (sp.csr_matrix((0, 0), dtype=np.float32)
                             if self._keeps_item_users else None)
         self.model_ = self._new_model()
 
-    @property
-    def is_trained(self) -> bool:
-        """True once the wrapped model has factors (after the first non-empty batch)."""
-        return getattr(self, "model_", None) is not None and self.model_.user_factors is not None
-
-    def _next_seed(self) -> int:
-        # a fresh seed per call: implicit re-seeds its samplers from random_state on every fit
-        return int(self.rng_.integers(2**31 - 1))
-
-    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
-        return csr
-
-    def _matrix(self) -> sp.csr_matrix:
-        """Everything learned so far as implicit wants it: users x items, float32, confidences."""
-        return self._confidence(self.user_items_)
-
-    def _add_history(self, batch: Batch) -> None:
-        """Add a batch's strengths to the history (and its item x user copy, when kept).
-
-        Adding a small sparse matrix is one pass in C over the stored entries, with no sort:
-        much cheaper per step than rebuilding from coordinates.
-        """
-        shape = (self.n_users, self.n_items)
-        delta = sp.csr_matrix(
-            (batch.values.astype(np.float32), (batch.users, batch.items)), shape=shape
-        )
-        self.user_items_ = _resized(self.user_items_, shape) + delta
-        if self.item_users_ is not None:
-            self.item_users_ = _resized(self.item_users_, shape[::-1]) + delta.T.tocsr()
-
     def _grow(self, n_users: int, n_items: int) -> None:
-        if not self.is_trained:
+        if not self._trained:
             return
         # items before users: implicit's solvers index item factors without bounds checks
-        self.model_.item_factors = _grow_rows(self.model_.item_factors, n_items, self._new_items)
-        self.model_.user_factors = _grow_rows(self.model_.user_factors, n_users, self._new_users)
-        self.model_._user_norms = self.model_._item_norms = None
+        model = self.model_
+        model.item_factors = grown(model.item_factors, n_items, new_rows=self._new_items)
+        model.user_factors = grown(model.user_factors, n_users, new_rows=self._new_users)
+        model._user_norms = model._item_norms = None
 
     def _new_users(self, n: int, d: int) -> np.ndarray:
         return _zeros(n, d)
 
     def _new_items(self, n: int, d: int) -> np.ndarray:
         return _zeros(n, d)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    @property
+    def _trained(self) -> bool:
+        """The wrapped model has factors (after the first non-empty batch)."""
+        return getattr(self, "model_", None) is not None and self.model_.user_factors is not None
 
     def _check_batch(self, batch: Batch) -> None:
         # implicit stores each (user, item) strength as a positive entry of a sparse matrix:
@@ -185,10 +112,35 @@ class _ImplicitMF(IncrementalRecommender):
 
     def _partial_fit(self, batch: Batch) -> None:
         self._add_history(batch)
-        if not self.is_trained:
+        if not self._trained:
             self._train_full(warm=False)
         else:
             self._update(batch)
+
+    def _add_history(self, batch: Batch) -> None:
+        """Add a batch's strengths to the history (and its item x user copy, when kept).
+
+        Adding a small sparse matrix is one pass in C over the stored entries, with no sort:
+        much cheaper per step than rebuilding from coordinates.
+        """
+        shape = (self.n_users, self.n_items)
+        delta = sp.csr_matrix(
+            (batch.values.astype(np.float32), (batch.users, batch.items)), shape=shape
+        )
+        self.user_items_ = resized(self.user_items_, shape) + delta
+        if self.item_users_ is not None:
+            self.item_users_ = resized(self.item_users_, shape[::-1]) + delta.T.tocsr()
+
+    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return csr
+
+    def _matrix(self) -> sp.csr_matrix:
+        """Everything learned so far as implicit wants it: users x items, float32, confidences."""
+        return self._confidence(self.user_items_)
+
+    def _next_seed(self) -> int:
+        # a fresh seed per call: implicit re-seeds its samplers from random_state on every fit
+        return int(self.rng_.integers(2**31 - 1))
 
     def _train_full(self, *, warm: bool) -> None:
         """Fit the wrapped model on the whole history, from its current factors if ``warm``."""
@@ -212,29 +164,18 @@ class _ImplicitMF(IncrementalRecommender):
         cpu_model.num_threads = model.num_threads
         return cpu_model
 
-    def _check_gpu(self) -> None:
-        if not isinstance(self.use_gpu, (bool, np.bool_)):
-            raise ValueError(f"use_gpu must be True or False, got {self.use_gpu!r}")
-        if self.use_gpu and not _implicit().gpu.HAS_CUDA:
-            raise ValueError(
-                "use_gpu=True, but implicit has no CUDA support here (it needs a CUDA device, "
-                "implicit's CUDA build and a matching rmm-cu13: pip install "
-                "'recinc-plugins[implicit-gpu]'; see the warning `import implicit.gpu` gives); "
-                "use use_gpu=False"
-            )
-
     def _update(self, batch: Batch) -> None:
         raise NotImplementedError
 
-    # -- scoring ------------------------------------------------------------------------------
+    # -- scoring -------------------------------------------------------------------------------
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
-        if not self.is_trained:
+        if not self._trained:
             return np.zeros((users.size, self.n_items))
         return self.model_.user_factors[users] @ self.model_.item_factors.T
 
     def item_vectors(self) -> np.ndarray | None:
-        if not self.is_trained or type(self)._score_users is not _ImplicitMF._score_users:
+        if not self._trained or type(self)._score_users is not _ImplicitMF._score_users:
             return None
         return self.model_.item_factors
 
@@ -242,7 +183,7 @@ class _ImplicitMF(IncrementalRecommender):
         return self.model_.user_factors[users]
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        if not self.is_trained:
+        if not self._trained:
             return np.zeros(users.size)
         user_factors = self.model_.user_factors[users]
         item_factors = self.model_.item_factors[items]
@@ -279,15 +220,12 @@ class ImplicitALS(_ImplicitMF):
         Run full fits on implicit's CUDA implementation (needs a CUDA build of implicit); the
         touched-row updates and scoring stay on the CPU model.
     cold_start
-        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
-        items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts;
-        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
-        settings. See ``docs/interface.md``.
+        How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
+        picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores).
-    random_state
-        Seed for the initial factors and refits.
+    seed
+        Seed for the initial factors and refits (``random_state`` is a deprecated alias).
 
     Attributes
     ----------
@@ -303,9 +241,9 @@ class ImplicitALS(_ImplicitMF):
     >>> from recinc_plugins.adapters.implicit import ImplicitALS
     >>> events = pd.DataFrame({"user": ["a", "a", "b", "b", "c"],
     ...                        "item": ["x", "y", "x", "z", "y"]})
-    >>> model = ImplicitALS(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> model = ImplicitALS(factors=4, seed=0, num_threads=1).fit(events)
     >>> model.partial_fit(pd.DataFrame({"user": ["d", "c"], "item": ["x", "w"]}))
-    ImplicitALS(factors=4, num_threads=1, random_state=0)
+    ImplicitALS(factors=4, num_threads=1, seed=0)
     >>> model.model_.user_factors.shape, model.model_.item_factors.shape
     ((4, 4), (4, 4))
     >>> model.recommend(["d"], k=2).items.shape
@@ -314,6 +252,8 @@ class ImplicitALS(_ImplicitMF):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="touched")
     _keeps_item_users = True
+
+    # -- parameters and validation -------------------------------------------------------------
 
     def __init__(
         self,
@@ -327,7 +267,8 @@ class ImplicitALS(_ImplicitMF):
         use_gpu: bool = False,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
-        random_state: int | None = None,
+        seed: int | None = None,
+        **renamed: Any,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -339,27 +280,18 @@ class ImplicitALS(_ImplicitMF):
         self.use_gpu = use_gpu
         self.cold_start = cold_start
         self.num_threads = num_threads
-        self.random_state = random_state
+        self.seed = seed
+        self._accept_renamed(renamed)
 
     def _check_params(self) -> None:
         self._check_common()
-        _check_non_negative("alpha", self.alpha)
-        if self.confidence not in _CONFIDENCE:
-            raise ValueError(f"confidence must be one of {_CONFIDENCE}, got {self.confidence!r}")
-        _check_positive_int("refresh_passes", self.refresh_passes)
-        if self.refit_every is not None:
-            _check_positive_int("refit_every", self.refit_every)
+        check_number("alpha", self.alpha)
+        check_choice("confidence", self.confidence, _CONFIDENCE)
+        check_int("refresh_passes", self.refresh_passes)
+        check_int("refit_every", self.refit_every, optional=True)
         self._check_gpu()
 
-    def _new_model(self) -> Any:
-        implicit = _implicit()
-        with _blas_single_thread():
-            # alpha is applied by our confidence transform, so the model's own stays at 1
-            return implicit.cpu.als.AlternatingLeastSquares(
-                factors=self.factors, regularization=self.regularization, alpha=1.0,
-                iterations=self.iterations, num_threads=self.num_threads,
-                random_state=self.random_state,
-            )
+    # -- learning ------------------------------------------------------------------------------
 
     def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
         return _apply_confidence(csr, self.confidence, self.alpha)
@@ -380,15 +312,30 @@ class ImplicitALS(_ImplicitMF):
                 self.model_.partial_fit_users(users, rows)
                 self.model_.partial_fit_items(items, item_users)
 
+    # -- the wrapped model ---------------------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        with _blas_single_thread():
+            # alpha is applied by our confidence transform, so the model's own stays at 1
+            return implicit.cpu.als.AlternatingLeastSquares(
+                factors=self.factors, regularization=self.regularization, alpha=1.0,
+                iterations=self.iterations, num_threads=self.num_threads,
+                random_state=self.seed,
+            )
+
 
 class _WarmStarted(_ImplicitMF):
     """BPR and LMF: grow the biased factor matrices, then keep training from them."""
 
+    # -- parameters and validation -------------------------------------------------------------
+
     def _check_warm(self) -> None:
-        _check_positive_int("update_iterations", self.update_iterations)
-        if self.update_on not in _UPDATE_ON:
-            raise ValueError(f"update_on must be one of {_UPDATE_ON}, got {self.update_on!r}")
-        _check_non_negative("learning_rate", self.learning_rate, strict=True)
+        check_int("update_iterations", self.update_iterations)
+        check_choice("update_on", self.update_on, _UPDATE_ON)
+        check_number("learning_rate", self.learning_rate, strict=True)
+
+    # -- learning ------------------------------------------------------------------------------
 
     def _update(self, batch: Batch) -> None:
         matrix = self._matrix()
@@ -437,15 +384,12 @@ class ImplicitBPR(_WarmStarted):
     use_gpu
         Run fits on implicit's CUDA implementation (needs a CUDA build of implicit).
     cold_start
-        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
-        items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts;
-        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
-        settings. See ``docs/interface.md``.
+        How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
+        picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores; more than one makes SGD non-deterministic).
-    random_state
-        Seed for initialisation, growth and sampling.
+    seed
+        Seed for initialisation, growth and sampling (``random_state`` is a deprecated alias).
 
     Attributes
     ----------
@@ -459,7 +403,7 @@ class ImplicitBPR(_WarmStarted):
     >>> import pandas as pd
     >>> from recinc_plugins.adapters.implicit import ImplicitBPR
     >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
-    >>> model = ImplicitBPR(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> model = ImplicitBPR(factors=4, seed=0, num_threads=1).fit(events)
     >>> _ = model.partial_fit(pd.DataFrame({"user": ["new"], "item": ["new-item"]}))
     >>> model.model_.user_factors.shape, model.model_.item_factors.shape
     ((4, 5), (4, 5))
@@ -468,6 +412,8 @@ class ImplicitBPR(_WarmStarted):
     """
 
     capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+
+    # -- parameters and validation -------------------------------------------------------------
 
     def __init__(
         self,
@@ -481,7 +427,8 @@ class ImplicitBPR(_WarmStarted):
         use_gpu: bool = False,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
-        random_state: int | None = None,
+        seed: int | None = None,
+        **renamed: Any,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -493,22 +440,15 @@ class ImplicitBPR(_WarmStarted):
         self.use_gpu = use_gpu
         self.cold_start = cold_start
         self.num_threads = num_threads
-        self.random_state = random_state
+        self.seed = seed
+        self._accept_renamed(renamed)
 
     def _check_params(self) -> None:
         self._check_common()
         self._check_warm()
         self._check_gpu()
 
-    def _new_model(self) -> Any:
-        implicit = _implicit()
-        return implicit.cpu.bpr.BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.iterations,
-            num_threads=self.num_threads,
-            verify_negative_samples=bool(self.verify_negative_samples),
-            random_state=self.random_state,
-        )
+    # -- growth --------------------------------------------------------------------------------
 
     def _new_users(self, n: int, d: int) -> np.ndarray:
         rows = (self.rng_.random((n, d), dtype=np.float32) - 0.5) / self.factors
@@ -519,6 +459,18 @@ class ImplicitBPR(_WarmStarted):
         rows = (self.rng_.random((n, d), dtype=np.float32) - 0.5) / self.factors
         rows[:, -1] = 0.0
         return rows
+
+    # -- the wrapped model ---------------------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        return implicit.cpu.bpr.BayesianPersonalizedRanking(
+            factors=self.factors, learning_rate=self.learning_rate,
+            regularization=self.regularization, iterations=self.iterations,
+            num_threads=self.num_threads,
+            verify_negative_samples=bool(self.verify_negative_samples),
+            random_state=self.seed,
+        )
 
 
 class ImplicitLMF(_WarmStarted):
@@ -553,15 +505,12 @@ class ImplicitLMF(_WarmStarted):
     neg_prop
         Negative samples per positive.
     cold_start
-        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
-        items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts;
-        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
-        settings. See ``docs/interface.md``.
+        How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
+        picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.
     num_threads
         Threads for implicit (0: all cores).
-    random_state
-        Seed for initialisation, growth and sampling.
+    seed
+        Seed for initialisation, growth and sampling (``random_state`` is a deprecated alias).
 
     Attributes
     ----------
@@ -577,13 +526,15 @@ class ImplicitLMF(_WarmStarted):
     >>> import pandas as pd
     >>> from recinc_plugins.adapters.implicit import ImplicitLMF
     >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
-    >>> model = ImplicitLMF(factors=4, random_state=0, num_threads=1).fit(events)
+    >>> model = ImplicitLMF(factors=4, seed=0, num_threads=1).fit(events)
     >>> _ = model.partial_fit(pd.DataFrame({"user": ["new"], "item": ["new-item"]}))
     >>> model.model_.user_factors.shape, model.model_.item_factors.shape
     ((4, 6), (4, 6))
     """
 
     capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+
+    # -- parameters and validation -------------------------------------------------------------
 
     def __init__(
         self,
@@ -598,7 +549,8 @@ class ImplicitLMF(_WarmStarted):
         neg_prop: int = 30,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
-        random_state: int | None = None,
+        seed: int | None = None,
+        **renamed: Any,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -611,27 +563,17 @@ class ImplicitLMF(_WarmStarted):
         self.neg_prop = neg_prop
         self.cold_start = cold_start
         self.num_threads = num_threads
-        self.random_state = random_state
+        self.seed = seed
+        self._accept_renamed(renamed)
 
     def _check_params(self) -> None:
         self._check_common()
         self._check_warm()
-        _check_non_negative("alpha", self.alpha)
-        if self.confidence not in _CONFIDENCE:
-            raise ValueError(f"confidence must be one of {_CONFIDENCE}, got {self.confidence!r}")
-        _check_positive_int("neg_prop", self.neg_prop)
+        check_number("alpha", self.alpha)
+        check_choice("confidence", self.confidence, _CONFIDENCE)
+        check_int("neg_prop", self.neg_prop)
 
-    def _new_model(self) -> Any:
-        implicit = _implicit()
-        return implicit.cpu.lmf.LogisticMatrixFactorization(
-            factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.iterations,
-            neg_prop=self.neg_prop, num_threads=self.num_threads,
-            random_state=self.random_state,
-        )
-
-    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
-        return _apply_confidence(csr, self.confidence, self.alpha)
+    # -- growth --------------------------------------------------------------------------------
 
     # implicit's fit zeroes the factors of rows without any data (the constant columns are
     # set again after every epoch); a grown row has no data yet, so it starts the same way
@@ -647,9 +589,14 @@ class ImplicitLMF(_WarmStarted):
 
     def _grow(self, n_users: int, n_items: int) -> None:
         super()._grow(n_users, n_items)
-        if self.is_trained:
-            self.user_adagrad_ = _grow_rows(self.user_adagrad_, n_users, _zeros)
-            self.item_adagrad_ = _grow_rows(self.item_adagrad_, n_items, _zeros)
+        if self._trained:
+            self.user_adagrad_ = grown(self.user_adagrad_, n_users)
+            self.item_adagrad_ = grown(self.item_adagrad_, n_items)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return _apply_confidence(csr, self.confidence, self.alpha)
 
     def _train_full(self, *, warm: bool) -> None:
         # implicit's own initialisation (LogisticMatrixFactorization.fit), then our epochs
@@ -700,3 +647,52 @@ class ImplicitLMF(_WarmStarted):
         model._user_norms = model._item_norms = None
         model._check_fit_errors()
 
+    # -- the wrapped model ---------------------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        implicit = _implicit()
+        return implicit.cpu.lmf.LogisticMatrixFactorization(
+            factors=self.factors, learning_rate=self.learning_rate,
+            regularization=self.regularization, iterations=self.iterations,
+            neg_prop=self.neg_prop, num_threads=self.num_threads,
+            random_state=self.seed,
+        )
+
+
+# -- the wrapped model -------------------------------------------------------------------------
+
+
+def _implicit() -> Any:
+    require("implicit", "implicit")
+    import implicit.cpu.als
+    import implicit.cpu.bpr
+    import implicit.cpu.lmf
+    import implicit.gpu
+
+    return implicit
+
+
+_THREADPOOLS: list[Any] = []
+
+
+def _blas_single_thread() -> Any:
+    """Keep BLAS single-threaded while implicit's own threads run (implicit warns otherwise)."""
+    if not _THREADPOOLS:
+        # scanning the loaded libraries costs milliseconds: do it once, not on every step
+        _THREADPOOLS.append(require("threadpoolctl", "implicit").ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
+
+
+def _apply_confidence(csr: sp.csr_matrix, confidence: str, alpha: float) -> sp.csr_matrix:
+    """Event strengths to implicit's confidences, float32, same sparsity."""
+    if confidence == "linear":
+        data = 1.0 + alpha * csr.data
+    elif confidence == "log":
+        data = 1.0 + alpha * np.log1p(np.maximum(csr.data, 0.0))
+    else:
+        data = np.full_like(csr.data, 1.0 + alpha)
+    return sp.csr_matrix((data.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
+
+
+def _zeros(n: int, d: int) -> np.ndarray:
+    return np.zeros((n, d), dtype=np.float32)

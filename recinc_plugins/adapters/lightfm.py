@@ -18,7 +18,9 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..growth import resized
 from ..ids import _as_id_array
+from ..params import check_choice, check_int, check_number, check_seed
 from ..sparse import GrowingCSR
 
 __all__ = ["LightFMRecommender"]
@@ -32,20 +34,346 @@ _STATE = (
 )
 
 
-def _lightfm() -> Any:
-    require("lightfm", "lightfm")
-    import lightfm
+class LightFMRecommender(IncrementalRecommender):
+    """LightFM (warp, bpr, logistic or warp-kos) with growing state and side features.
 
-    return lightfm
+    New users, items and side-feature names append rows to all twelve of LightFM's state
+    arrays, initialised as LightFM's ``_initialize`` does: embeddings ``(rand - 0.5) /
+    no_components`` from the model's own ``random_state``, biases zero, Adagrad accumulators
+    at 1 (Adadelta at 0), float32 and C-contiguous. ``partial_fit`` runs ``fit_partial`` for
+    ``epochs`` on a full-shape matrix of the new events plus ``replay`` times as many earlier
+    events sampled from the history (LightFM forgets old events otherwise).
 
+    Side features are optional: :meth:`set_user_features` / :meth:`set_item_features` take a
+    frame indexed by id with one numeric column per feature. Each id also keeps its identity
+    feature (as ``lightfm.data.Dataset`` does by default), and rows are normalised to sum 1.
+    Ids given features before any interaction become known: they are scored through their
+    features (cold start), never through the cold-start fallback. ``fit`` starts over and
+    forgets features too: set them after ``fit``, or on a fresh model before ``partial_fit``.
 
-def _resized(csr: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:
-    """``csr`` with empty rows and columns appended up to ``shape`` (no copy of the entries)."""
-    if csr.shape == shape:
-        return csr
-    indptr = np.concatenate([csr.indptr, np.full(shape[0] - csr.shape[0], csr.indptr[-1],
-                                                 dtype=csr.indptr.dtype)])
-    return sp.csr_matrix((csr.data, csr.indices, indptr), shape=shape)
+    Parameters
+    ----------
+    no_components
+        Latent dimension.
+    loss
+        ``"warp"``, ``"bpr"``, ``"logistic"`` or ``"warp-kos"``.
+    learning_schedule, learning_rate, rho, epsilon
+        LightFM's optimiser (``"adagrad"`` or ``"adadelta"``) and its settings.
+    item_alpha, user_alpha
+        L2 penalties on item and user features.
+    max_sampled
+        Negatives tried per positive by the WARP losses.
+    k, n
+        warp-kos settings.
+    epochs
+        Passes over each ``partial_fit``'s events (new plus replayed).
+    fit_epochs
+        Passes of the first fit (``fit``, or the first ``partial_fit`` of a fresh model).
+    replay
+        Earlier events replayed per new event (sampled uniformly from the history; 0: none).
+    use_weights
+        Pass event strengths (``weight`` / ``rating``) to LightFM as ``sample_weight``
+        (not possible with warp-kos); otherwise every event counts once.
+    cold_start
+        How unknown users are answered when no side features place them (flagged ``cold``):
+        ``"newcomer"`` (what new users picked first lately), ``"popularity"`` or
+        ``Newcomer(...)``; see ``docs/interface.md``.
+    num_threads
+        Threads for LightFM's training (OpenMP).
+    seed
+        Seed for initialisation, growth, shuffling and replay sampling (``random_state`` is a
+        deprecated alias).
+
+    Attributes
+    ----------
+    model_
+        The wrapped ``lightfm.LightFM``; embedding rows are feature columns (with no side
+        features, user and item indices).
+    history_
+        Users x items CSR matrix of summed event strengths (the replay pool).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.adapters.lightfm import LightFMRecommender
+    >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
+    >>> model = LightFMRecommender(no_components=4, seed=0, num_threads=1).fit(events)
+    >>> _ = model.partial_fit(pd.DataFrame({"user": ["d"], "item": ["w"]}))
+    >>> model.model_.user_embeddings.shape, model.model_.item_embeddings.shape
+    ((4, 4), (4, 4))
+    >>> model.set_item_features(pd.DataFrame({"comedy": [1.0, 0.0]}, index=["x", "new"]))
+    >>> model.recommend("a", k=2).items.shape
+    (1, 2)
+    """
+
+    capabilities = Capabilities(explicit=False, implicit=True, update="per-event",
+                                cold_start="features", side_features=True)
+    extra: ClassVar[str | None] = "lightfm"
+    _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
+
+    # -- parameters and validation -------------------------------------------------------------
+
+    def __init__(
+        self,
+        no_components: int = 32,
+        loss: str = "warp",
+        learning_schedule: str = "adagrad",
+        learning_rate: float = 0.05,
+        rho: float = 0.95,
+        epsilon: float = 1e-6,
+        item_alpha: float = 0.0,
+        user_alpha: float = 0.0,
+        max_sampled: int = 30,
+        k: int = 5,
+        n: int = 10,
+        epochs: int = 3,
+        fit_epochs: int = 10,
+        replay: float = 1.0,
+        use_weights: bool = False,
+        cold_start: str | Newcomer = "newcomer",
+        num_threads: int = 1,
+        seed: int | None = None,
+        **renamed: Any,
+    ) -> None:
+        self.no_components = no_components
+        self.loss = loss
+        self.learning_schedule = learning_schedule
+        self.learning_rate = learning_rate
+        self.rho = rho
+        self.epsilon = epsilon
+        self.item_alpha = item_alpha
+        self.user_alpha = user_alpha
+        self.max_sampled = max_sampled
+        self.k = k
+        self.n = n
+        self.epochs = epochs
+        self.fit_epochs = fit_epochs
+        self.replay = replay
+        self.use_weights = use_weights
+        self.cold_start = cold_start
+        self.num_threads = num_threads
+        self.seed = seed
+        self._accept_renamed(renamed)
+
+    def _check_params(self) -> None:
+        for name in ("no_components", "max_sampled", "k", "n", "epochs", "fit_epochs",
+                     "num_threads"):
+            check_int(name, getattr(self, name))
+        check_choice("loss", self.loss, _LOSSES)
+        check_choice("learning_schedule", self.learning_schedule, _SCHEDULES)
+        check_number("learning_rate", self.learning_rate, strict=True)
+        for name in ("item_alpha", "user_alpha", "epsilon", "replay"):
+            check_number(name, getattr(self, name))
+        if not (isinstance(self.rho, (int, float, np.number)) and 0 < self.rho < 1):
+            raise ValueError(f"rho must be strictly between 0 and 1, got {self.rho!r}")
+        if self.use_weights and self.loss == "warp-kos":
+            raise ValueError("use_weights=True is not possible with loss='warp-kos' "
+                             "(LightFM has no sample weights for it)")
+        check_seed("seed", self.seed)
+
+    # -- growth --------------------------------------------------------------------------------
+
+    def _init_model(self) -> None:
+        self.model_ = self._new_model()
+        self.rng_ = np.random.default_rng(self.seed)
+        self.history_ = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.user_features_ = _Features()
+        self.item_features_ = _Features()
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        self.user_features_.grow(n_users)
+        self.item_features_.grow(n_items)
+        self._grow_state()
+
+    def _grow_state(self) -> None:
+        """Append rows to LightFM's twelve arrays up to the current feature columns."""
+        if not self._trained:
+            return
+        model = self.model_
+        d = self.no_components
+        accumulator = 1.0 if self.learning_schedule == "adagrad" else 0.0
+        for side, features in (("item", self.item_features_), ("user", self.user_features_)):
+            new = features.n_columns - getattr(model, f"{side}_embeddings").shape[0]
+            if new <= 0:
+                continue
+            # the same draw and scaling as LightFM's _initialize, from its own random state
+            fresh = ((model.random_state.rand(new, d) - 0.5) / d).astype(np.float32)
+            for suffix, is_embedding in _STATE:
+                name = f"{side}_{suffix}"
+                old = getattr(model, name)
+                if suffix == "embeddings":
+                    extra = fresh
+                else:
+                    fill = accumulator if suffix.endswith("gradients") else 0.0
+                    extra = np.full((new, d) if is_embedding else new, fill, dtype=np.float32)
+                setattr(model, name, np.ascontiguousarray(np.concatenate([old, extra])))
+
+    def set_user_features(self, features: pd.DataFrame) -> None:
+        """Set side features of users: a frame indexed by user id, one numeric column each.
+
+        Unknown users become known (scored through their features); new column names add
+        features. Values given replace earlier values of the same (user, feature).
+        """
+        self._set_features(features, "user")
+
+    def set_item_features(self, features: pd.DataFrame) -> None:
+        """Set side features of items: a frame indexed by item id, one numeric column each.
+
+        Unknown items become known and recommendable through their features; new column
+        names add features. Values given replace earlier values of the same (item, feature).
+        """
+        self._set_features(features, "item")
+
+    def _set_features(self, features: Any, side: str) -> None:
+        self._ensure_state()
+        where = f"{side}_features"
+        if not isinstance(features, pd.DataFrame):
+            raise TypeError(
+                f"{where} must be a pandas DataFrame indexed by {side} id with one numeric "
+                f"column per feature, got {type(features).__name__}"
+            )
+        if features.index.has_duplicates:
+            dup = features.index[features.index.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"{where} has duplicated {side} ids in its index: {dup}")
+        if features.columns.has_duplicates:
+            dup = features.columns[features.columns.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"{where} has duplicated feature columns: {dup}")
+        bad = [c for c in features.columns
+               if not (pd.api.types.is_numeric_dtype(features[c])
+                       and not pd.api.types.is_bool_dtype(features[c]))]
+        if bad:
+            raise ValueError(f"{where} columns must be numeric; not numeric: {bad[:5]}")
+        values = features.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            rows = features.index[~np.isfinite(values).all(axis=1)][:5].tolist()
+            raise ValueError(f"{where} has missing or non-finite values for {side}s {rows}")
+        if features.index.hasnans:
+            raise ValueError(f"{where} index has missing {side} ids")
+        index = self.user_index_ if side == "user" else self.item_index_
+        rows = index.add(_as_id_array(features.index))
+        self._sync_size()
+        target = self.user_features_ if side == "user" else self.item_features_
+        target.set(rows, list(features.columns), values.astype(np.float32))
+        self._grow_state()
+
+    def _feature_matrices(self) -> tuple[sp.csr_matrix | None, sp.csr_matrix | None]:
+        # with identity features only, LightFM builds the same identity matrix itself
+        users = self.user_features_.matrix() if self.user_features_.has_side else None
+        items = self.item_features_.matrix() if self.item_features_.has_side else None
+        return users, items
+
+    # -- learning ------------------------------------------------------------------------------
+
+    @property
+    def _trained(self) -> bool:
+        """LightFM's state arrays exist (after the first non-empty batch)."""
+        return getattr(self, "model_", None) is not None and self.model_.item_embeddings is not None
+
+    def _check_batch(self, batch: Batch) -> None:
+        # LightFM drops zero sample weights and the history matrix drops zero sums: refuse them
+        # rather than learn less than the caller gave
+        if self.use_weights:
+            bad = batch.values <= 0
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise ValueError(
+                    f"use_weights=True needs positive strengths; {rows.size} event(s) have a "
+                    f"weight or rating <= 0 (positions {rows[:10].tolist()})"
+                )
+
+    def _fit(self, batch: Batch) -> None:
+        if len(batch):  # an empty fit leaves the model untrained: the next batch trains fully
+            self._learn(batch, epochs=self.fit_epochs, replay=False)
+
+    def _partial_fit(self, batch: Batch) -> None:
+        if not self._trained:
+            self._learn(batch, epochs=self.fit_epochs, replay=False)
+        else:
+            self._learn(batch, epochs=self.epochs, replay=True)
+
+    def _learn(self, batch: Batch, *, epochs: int, replay: bool) -> None:
+        interactions, weights = self._step_matrices(batch, replay=replay)
+        # adding a small sparse matrix is one pass in C, with no sort of the whole history
+        shape = (self.n_users, self.n_items)
+        delta = sp.csr_matrix((batch.values.astype(np.float32), (batch.users, batch.items)),
+                              shape=shape)
+        self.history_ = resized(self.history_, shape) + delta
+        user_features, item_features = self._feature_matrices()
+        self.model_.fit_partial(
+            interactions, user_features=user_features, item_features=item_features,
+            sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
+        )
+
+    def _step_matrices(self, batch: Batch, *, replay: bool) -> tuple[sp.coo_matrix,
+                                                                      sp.coo_matrix | None]:
+        """Full-shape COO of the batch plus replayed earlier events (and their weights)."""
+        users, items = batch.users, batch.items
+        values = batch.values.astype(np.float32)
+        if replay and self.replay > 0:
+            history = self.history_
+            if history.nnz:
+                picks = self.rng_.integers(history.nnz, size=round(self.replay * len(batch)))
+                rows = np.searchsorted(history.indptr, picks, "right") - 1
+                users = np.concatenate([users, rows])
+                items = np.concatenate([items, history.indices[picks]])
+                values = np.concatenate([values, history.data[picks]])
+        shape = (self.n_users, self.n_items)
+        interactions = sp.coo_matrix(
+            (np.ones(users.size, dtype=np.float32),
+             (users.astype(np.int32), items.astype(np.int32))),
+            shape=shape,
+        )
+        weights = None
+        if self.use_weights:
+            weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
+        return interactions, weights
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _representations(self, side: str, rows: np.ndarray | None) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+        """(embeddings, biases) of ``rows`` (all when None) through their feature rows."""
+        model = self.model_
+        features = self.user_features_ if side == "user" else self.item_features_
+        embeddings = getattr(model, f"{side}_embeddings")
+        biases = getattr(model, f"{side}_biases")
+        if not features.has_side:
+            if rows is None:
+                return embeddings, biases
+            return embeddings[rows], biases[rows]
+        matrix = features.matrix()
+        if rows is not None:
+            matrix = matrix[rows]
+        return matrix @ embeddings, matrix @ biases
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        if not self._trained:
+            return np.zeros((users.size, self.n_items))
+        user_emb, user_bias = self._representations("user", users)
+        item_emb, item_bias = self._representations("item", None)
+        scores = user_emb @ item_emb.T
+        scores += user_bias[:, None]
+        scores += item_bias[None, :]
+        return scores
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if not self._trained:
+            return np.zeros(users.size)
+        user_emb, user_bias = self._representations("user", users)
+        item_emb, item_bias = self._representations("item", items)
+        scores = np.einsum("ij,ij->i", user_emb, item_emb) + user_bias + item_bias
+        return scores.astype(np.float64)
+
+    # -- the wrapped model ---------------------------------------------------------------------
+
+    def _new_model(self) -> Any:
+        return _lightfm().LightFM(
+            no_components=self.no_components, k=self.k, n=self.n,
+            learning_schedule=self.learning_schedule, loss=self.loss,
+            learning_rate=self.learning_rate, rho=self.rho, epsilon=self.epsilon,
+            item_alpha=self.item_alpha, user_alpha=self.user_alpha,
+            max_sampled=self.max_sampled, random_state=self.seed,
+        )
 
 
 class _Features:
@@ -115,354 +443,11 @@ class _Features:
         return self._matrix
 
 
-class LightFMRecommender(IncrementalRecommender):
-    """LightFM (warp, bpr, logistic or warp-kos) with growing state and side features.
+# -- the wrapped model -------------------------------------------------------------------------
 
-    New users, items and side-feature names append rows to all twelve of LightFM's state
-    arrays, initialised as LightFM's ``_initialize`` does: embeddings ``(rand - 0.5) /
-    no_components`` from the model's own ``random_state``, biases zero, Adagrad accumulators
-    at 1 (Adadelta at 0), float32 and C-contiguous. ``partial_fit`` runs ``fit_partial`` for
-    ``epochs`` on a full-shape matrix of the new events plus ``replay`` times as many earlier
-    events sampled from the history (LightFM forgets old events otherwise).
 
-    Side features are optional: :meth:`set_user_features` / :meth:`set_item_features` take a
-    frame indexed by id with one numeric column per feature. Each id also keeps its identity
-    feature (as ``lightfm.data.Dataset`` does by default), and rows are normalised to sum 1.
-    Ids given features before any interaction become known: they are scored through their
-    features (cold start), never through the cold-start fallback. ``fit`` starts over and
-    forgets features too: set them after ``fit``, or on a fresh model before ``partial_fit``.
+def _lightfm() -> Any:
+    require("lightfm", "lightfm")
+    import lightfm
 
-    Parameters
-    ----------
-    no_components
-        Latent dimension.
-    loss
-        ``"warp"``, ``"bpr"``, ``"logistic"`` or ``"warp-kos"``.
-    learning_schedule, learning_rate, rho, epsilon
-        LightFM's optimiser (``"adagrad"`` or ``"adadelta"``) and its settings.
-    item_alpha, user_alpha
-        L2 penalties on item and user features.
-    max_sampled
-        Negatives tried per positive by the WARP losses.
-    k, n
-        warp-kos settings.
-    epochs
-        Passes over each ``partial_fit``'s events (new plus replayed).
-    fit_epochs
-        Passes of the first fit (``fit``, or the first ``partial_fit`` of a fresh model).
-    replay
-        Earlier events replayed per new event (sampled uniformly from the history; 0: none).
-    use_weights
-        Pass event strengths (``weight`` / ``rating``) to LightFM as ``sample_weight``
-        (not possible with warp-kos); otherwise every event counts once.
-    cold_start
-        How users unknown to the model are answered when no side features place them
-        (flagged ``cold``): ``"newcomer"`` ranks items by how often they were among new users'
-        first 50 events lately (half-life 10,000 events), ``"popularity"`` by all-time counts.
-        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the
-        newcomer policy's settings. See ``docs/interface.md``.
-    num_threads
-        Threads for LightFM's training (OpenMP).
-    random_state
-        Seed for initialisation, growth, shuffling and replay sampling.
-
-    Attributes
-    ----------
-    model_
-        The wrapped ``lightfm.LightFM``; embedding rows are feature columns (with no side
-        features, user and item indices).
-    history_
-        Users x items CSR matrix of summed event strengths (the replay pool).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from recinc_plugins.adapters.lightfm import LightFMRecommender
-    >>> events = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": ["x", "y", "x", "z"]})
-    >>> model = LightFMRecommender(no_components=4, random_state=0, num_threads=1).fit(events)
-    >>> _ = model.partial_fit(pd.DataFrame({"user": ["d"], "item": ["w"]}))
-    >>> model.model_.user_embeddings.shape, model.model_.item_embeddings.shape
-    ((4, 4), (4, 4))
-    >>> model.set_item_features(pd.DataFrame({"comedy": [1.0, 0.0]}, index=["x", "new"]))
-    >>> model.recommend("a", k=2).items.shape
-    (1, 2)
-    """
-
-    capabilities = Capabilities(explicit=False, implicit=True, update="per-event",
-                                cold_start="features", side_features=True)
-    extra: ClassVar[str | None] = "lightfm"
-
-    def __init__(
-        self,
-        no_components: int = 32,
-        loss: str = "warp",
-        learning_schedule: str = "adagrad",
-        learning_rate: float = 0.05,
-        rho: float = 0.95,
-        epsilon: float = 1e-6,
-        item_alpha: float = 0.0,
-        user_alpha: float = 0.0,
-        max_sampled: int = 30,
-        k: int = 5,
-        n: int = 10,
-        epochs: int = 3,
-        fit_epochs: int = 10,
-        replay: float = 1.0,
-        use_weights: bool = False,
-        cold_start: str | Newcomer = "newcomer",
-        num_threads: int = 1,
-        random_state: int | None = None,
-    ) -> None:
-        self.no_components = no_components
-        self.loss = loss
-        self.learning_schedule = learning_schedule
-        self.learning_rate = learning_rate
-        self.rho = rho
-        self.epsilon = epsilon
-        self.item_alpha = item_alpha
-        self.user_alpha = user_alpha
-        self.max_sampled = max_sampled
-        self.k = k
-        self.n = n
-        self.epochs = epochs
-        self.fit_epochs = fit_epochs
-        self.replay = replay
-        self.use_weights = use_weights
-        self.cold_start = cold_start
-        self.num_threads = num_threads
-        self.random_state = random_state
-
-    # -- parameters ----------------------------------------------------------------------------
-
-    def _check_params(self) -> None:
-        for name in ("no_components", "max_sampled", "k", "n", "epochs", "fit_epochs",
-                     "num_threads"):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                    or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        if self.learning_schedule not in _SCHEDULES:
-            raise ValueError(
-                f"learning_schedule must be one of {_SCHEDULES}, got {self.learning_schedule!r}"
-            )
-        for name, low, strict in (("learning_rate", 0, True), ("item_alpha", 0, False),
-                                  ("user_alpha", 0, False), ("epsilon", 0, False),
-                                  ("replay", 0, False)):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
-                    or not np.isfinite(value) or value < low or (strict and value == low)):
-                raise ValueError(
-                    f"{name} must be a finite number {'>' if strict else '>='} {low}, "
-                    f"got {value!r}"
-                )
-        if not (isinstance(self.rho, (int, float, np.number)) and 0 < self.rho < 1):
-            raise ValueError(f"rho must be strictly between 0 and 1, got {self.rho!r}")
-        if self.use_weights and self.loss == "warp-kos":
-            raise ValueError("use_weights=True is not possible with loss='warp-kos' "
-                             "(LightFM has no sample weights for it)")
-        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
-            raise ValueError(f"random_state must be None or an int, got {self.random_state!r}")
-
-    def _init_model(self) -> None:
-        lightfm = _lightfm()
-        self.model_ = lightfm.LightFM(
-            no_components=self.no_components, k=self.k, n=self.n,
-            learning_schedule=self.learning_schedule, loss=self.loss,
-            learning_rate=self.learning_rate, rho=self.rho, epsilon=self.epsilon,
-            item_alpha=self.item_alpha, user_alpha=self.user_alpha,
-            max_sampled=self.max_sampled, random_state=self.random_state,
-        )
-        self.rng_ = np.random.default_rng(self.random_state)
-        self.history_ = sp.csr_matrix((0, 0), dtype=np.float32)
-        self.user_features_ = _Features()
-        self.item_features_ = _Features()
-
-    @property
-    def is_trained(self) -> bool:
-        """True once LightFM's state arrays exist (after the first non-empty batch)."""
-        return getattr(self, "model_", None) is not None and self.model_.item_embeddings is not None
-
-    # -- growth ------------------------------------------------------------------------------
-
-    def _grow(self, n_users: int, n_items: int) -> None:
-        self.user_features_.grow(n_users)
-        self.item_features_.grow(n_items)
-        self._grow_state()
-
-    def _grow_state(self) -> None:
-        """Append rows to LightFM's twelve arrays up to the current feature columns."""
-        if not self.is_trained:
-            return
-        model = self.model_
-        d = self.no_components
-        accumulator = 1.0 if self.learning_schedule == "adagrad" else 0.0
-        for side, features in (("item", self.item_features_), ("user", self.user_features_)):
-            new = features.n_columns - getattr(model, f"{side}_embeddings").shape[0]
-            if new <= 0:
-                continue
-            # the same draw and scaling as LightFM's _initialize, from its own random state
-            fresh = ((model.random_state.rand(new, d) - 0.5) / d).astype(np.float32)
-            for suffix, is_embedding in _STATE:
-                name = f"{side}_{suffix}"
-                old = getattr(model, name)
-                if suffix == "embeddings":
-                    extra = fresh
-                else:
-                    fill = accumulator if suffix.endswith("gradients") else 0.0
-                    extra = np.full((new, d) if is_embedding else new, fill, dtype=np.float32)
-                setattr(model, name, np.ascontiguousarray(np.concatenate([old, extra])))
-
-    # -- side features -----------------------------------------------------------------------
-
-    def set_user_features(self, features: pd.DataFrame) -> None:
-        """Set side features of users: a frame indexed by user id, one numeric column each.
-
-        Unknown users become known (scored through their features); new column names add
-        features. Values given replace earlier values of the same (user, feature).
-        """
-        self._set_features(features, "user")
-
-    def set_item_features(self, features: pd.DataFrame) -> None:
-        """Set side features of items: a frame indexed by item id, one numeric column each.
-
-        Unknown items become known and recommendable through their features; new column
-        names add features. Values given replace earlier values of the same (item, feature).
-        """
-        self._set_features(features, "item")
-
-    def _set_features(self, features: Any, side: str) -> None:
-        self._ensure_state()
-        where = f"{side}_features"
-        if not isinstance(features, pd.DataFrame):
-            raise TypeError(
-                f"{where} must be a pandas DataFrame indexed by {side} id with one numeric "
-                f"column per feature, got {type(features).__name__}"
-            )
-        if features.index.has_duplicates:
-            dup = features.index[features.index.duplicated()].unique()[:5].tolist()
-            raise ValueError(f"{where} has duplicated {side} ids in its index: {dup}")
-        if features.columns.has_duplicates:
-            dup = features.columns[features.columns.duplicated()].unique()[:5].tolist()
-            raise ValueError(f"{where} has duplicated feature columns: {dup}")
-        bad = [c for c in features.columns
-               if not (pd.api.types.is_numeric_dtype(features[c])
-                       and not pd.api.types.is_bool_dtype(features[c]))]
-        if bad:
-            raise ValueError(f"{where} columns must be numeric; not numeric: {bad[:5]}")
-        values = features.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            rows = features.index[~np.isfinite(values).all(axis=1)][:5].tolist()
-            raise ValueError(f"{where} has missing or non-finite values for {side}s {rows}")
-        if features.index.hasnans:
-            raise ValueError(f"{where} index has missing {side} ids")
-        index = self.user_index_ if side == "user" else self.item_index_
-        rows = index.add(_as_id_array(features.index))
-        self._sync_size()
-        target = self.user_features_ if side == "user" else self.item_features_
-        target.set(rows, list(features.columns), values.astype(np.float32))
-        self._grow_state()
-
-    def _feature_matrices(self) -> tuple[sp.csr_matrix | None, sp.csr_matrix | None]:
-        # with identity features only, LightFM builds the same identity matrix itself
-        users = self.user_features_.matrix() if self.user_features_.has_side else None
-        items = self.item_features_.matrix() if self.item_features_.has_side else None
-        return users, items
-
-    # -- learning ------------------------------------------------------------------------------
-
-    def _check_batch(self, batch: Batch) -> None:
-        # LightFM drops zero sample weights and the history matrix drops zero sums: refuse them
-        # rather than learn less than the caller gave
-        if self.use_weights:
-            bad = batch.values <= 0
-            if bad.any():
-                rows = np.flatnonzero(bad)
-                raise ValueError(
-                    f"use_weights=True needs positive strengths; {rows.size} event(s) have a "
-                    f"weight or rating <= 0 (positions {rows[:10].tolist()})"
-                )
-
-    def _fit(self, batch: Batch) -> None:
-        if len(batch):  # an empty fit leaves the model untrained: the next batch trains fully
-            self._learn(batch, epochs=self.fit_epochs, replay=False)
-
-    def _partial_fit(self, batch: Batch) -> None:
-        if not self.is_trained:
-            self._learn(batch, epochs=self.fit_epochs, replay=False)
-        else:
-            self._learn(batch, epochs=self.epochs, replay=True)
-
-    def _learn(self, batch: Batch, *, epochs: int, replay: bool) -> None:
-        interactions, weights = self._step_matrices(batch, replay=replay)
-        # adding a small sparse matrix is one pass in C, with no sort of the whole history
-        shape = (self.n_users, self.n_items)
-        delta = sp.csr_matrix((batch.values.astype(np.float32), (batch.users, batch.items)),
-                              shape=shape)
-        self.history_ = _resized(self.history_, shape) + delta
-        user_features, item_features = self._feature_matrices()
-        self.model_.fit_partial(
-            interactions, user_features=user_features, item_features=item_features,
-            sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
-        )
-
-    def _step_matrices(self, batch: Batch, *, replay: bool) -> tuple[sp.coo_matrix,
-                                                                      sp.coo_matrix | None]:
-        """Full-shape COO of the batch plus replayed earlier events (and their weights)."""
-        users, items = batch.users, batch.items
-        values = batch.values.astype(np.float32)
-        if replay and self.replay > 0:
-            history = self.history_
-            if history.nnz:
-                picks = self.rng_.integers(history.nnz, size=round(self.replay * len(batch)))
-                rows = np.searchsorted(history.indptr, picks, "right") - 1
-                users = np.concatenate([users, rows])
-                items = np.concatenate([items, history.indices[picks]])
-                values = np.concatenate([values, history.data[picks]])
-        shape = (self.n_users, self.n_items)
-        interactions = sp.coo_matrix(
-            (np.ones(users.size, dtype=np.float32),
-             (users.astype(np.int32), items.astype(np.int32))),
-            shape=shape,
-        )
-        weights = None
-        if self.use_weights:
-            weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
-        return interactions, weights
-
-    # -- scoring -------------------------------------------------------------------------------
-
-    def _representations(self, side: str, rows: np.ndarray | None) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-        """(embeddings, biases) of ``rows`` (all when None) through their feature rows."""
-        model = self.model_
-        features = self.user_features_ if side == "user" else self.item_features_
-        embeddings = getattr(model, f"{side}_embeddings")
-        biases = getattr(model, f"{side}_biases")
-        if not features.has_side:
-            if rows is None:
-                return embeddings, biases
-            return embeddings[rows], biases[rows]
-        matrix = features.matrix()
-        if rows is not None:
-            matrix = matrix[rows]
-        return matrix @ embeddings, matrix @ biases
-
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        if not self.is_trained:
-            return np.zeros((users.size, self.n_items))
-        user_emb, user_bias = self._representations("user", users)
-        item_emb, item_bias = self._representations("item", None)
-        scores = user_emb @ item_emb.T
-        scores += user_bias[:, None]
-        scores += item_bias[None, :]
-        return scores
-
-    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        if not self.is_trained:
-            return np.zeros(users.size)
-        user_emb, user_bias = self._representations("user", users)
-        item_emb, item_bias = self._representations("item", items)
-        scores = np.einsum("ij,ij->i", user_emb, item_emb) + user_bias + item_bias
-        return scores.astype(np.float64)
+    return lightfm

@@ -17,34 +17,10 @@ import numpy as np
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..growth import grown
+from ..params import check_int
 
 __all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
-
-
-def _river() -> Any:
-    require("river", "river")
-    import river.reco
-
-    return river
-
-
-def _model_kind(model: Any) -> str | None:
-    """Which River model equation ``model`` follows, or None when its state cannot be read.
-
-    The check is on the exact class: a subclass may override ``predict_one``.
-    """
-    reco = _river().reco
-    return {
-        reco.Baseline: "baseline",
-        reco.BiasedMF: "biased_mf",
-        reco.FunkMF: "funk_mf",
-    }.get(type(model))
-
-
-class _Unseen:
-    """Stands for an id the model has never seen and the caller did not name (index -1)."""
-
-    __slots__ = ()
 
 
 class RiverRanker(IncrementalRecommender):
@@ -91,6 +67,8 @@ class RiverRanker(IncrementalRecommender):
     capabilities = Capabilities(explicit=True, implicit=False, update="per-event")
     extra = "river"
 
+    # -- parameters and validation -------------------------------------------------------------
+
     def __init__(self, model: Any = None) -> None:
         self.model = model
 
@@ -102,8 +80,7 @@ class RiverRanker(IncrementalRecommender):
                 f"{type(self.model).__name__}"
             )
 
-    def _make_model(self) -> Any:
-        return copy.deepcopy(self.model)
+    # -- growth --------------------------------------------------------------------------------
 
     def _init_model(self) -> None:
         self.model_ = self._make_model()
@@ -129,17 +106,17 @@ class RiverRanker(IncrementalRecommender):
         self._user_keys: list = []
         self._item_keys: list = []
 
-    # -- growth and learning -----------------------------------------------------------------
-
     def _grow(self, n_users: int, n_items: int) -> None:
-        self.user_bias_ = _grown(self.user_bias_, n_users)
-        self.item_bias_ = _grown(self.item_bias_, n_items)
-        self.user_latent_ = _grown(self.user_latent_, n_users)
-        self.item_latent_ = _grown(self.item_latent_, n_items)
-        self.user_learned_ = _grown(self.user_learned_, n_users)
-        self.item_learned_ = _grown(self.item_learned_, n_items)
+        self.user_bias_ = grown(self.user_bias_, n_users)
+        self.item_bias_ = grown(self.item_bias_, n_items)
+        self.user_latent_ = grown(self.user_latent_, n_users)
+        self.item_latent_ = grown(self.item_latent_, n_items)
+        self.user_learned_ = grown(self.user_learned_, n_users)
+        self.item_learned_ = grown(self.item_learned_, n_items)
         self._user_keys.extend(self.user_index_.ids[len(self._user_keys):n_users].tolist())
         self._item_keys.extend(self.item_index_.ids[len(self._item_keys):n_items].tolist())
+
+    # -- learning ------------------------------------------------------------------------------
 
     def _partial_fit(self, batch: Batch) -> None:
         learn = self.model_.learn_one
@@ -200,7 +177,7 @@ class RiverRanker(IncrementalRecommender):
                 if kind != "baseline":
                     latent[n] = latents[key]
 
-    # -- scoring -----------------------------------------------------------------------------
+    # -- scoring -------------------------------------------------------------------------------
 
     def _global_mean(self) -> float:
         return self.model_.global_mean.get() if self.kind_ != "funk_mf" else 0.0
@@ -319,31 +296,10 @@ class RiverRanker(IncrementalRecommender):
                 rng.set_state(state)
         return out
 
+    # -- the wrapped model ---------------------------------------------------------------------
 
-def _generators(factories: list) -> list | None:
-    """The RandomState generators behind River's initialiser factories, or None when one of
-    them draws from something this cannot rewind (then the caller copies them instead)."""
-    optim = require("river.optim", "river")
-    rngs: list = []
-    for factory in factories:
-        init = getattr(factory, "func", factory)  # River wraps initialisers in partial()
-        if isinstance(init, optim.initializers.Constant):
-            continue
-        rng = getattr(init, "_rng", None)
-        if not isinstance(init, optim.initializers.Normal) or not isinstance(
-                rng, np.random.RandomState):
-            return None
-        if all(rng is not seen for seen in rngs):
-            rngs.append(rng)
-    return rngs
-
-
-def _grown(array: np.ndarray, n: int) -> np.ndarray:
-    if n <= array.shape[0]:
-        return array
-    out = np.zeros((n, *array.shape[1:]), dtype=array.dtype)
-    out[: array.shape[0]] = array
-    return out
+    def _make_model(self) -> Any:
+        return copy.deepcopy(self.model)
 
 
 class _NamedRiver(RiverRanker):
@@ -353,7 +309,7 @@ class _NamedRiver(RiverRanker):
 
     def _check_params(self) -> None:
         if "n_factors" in self._param_names():
-            _check_n_factors(self.n_factors)
+            check_int("n_factors", self.n_factors)
 
     def _make_model(self) -> Any:
         # optimisers and initialisers are copied, so every fit starts from the same state
@@ -388,7 +344,6 @@ class RiverBaseline(_NamedRiver):
         self.initializer = initializer
         self.clip_gradient = clip_gradient
         self.seed = seed
-
 
 
 class RiverBiasedMF(_NamedRiver):
@@ -439,7 +394,6 @@ class RiverBiasedMF(_NamedRiver):
         self.seed = seed
 
 
-
 class RiverFunkMF(_NamedRiver):
     """River's ``reco.FunkMF`` (latent factors only) learned per event, vectorised scoring.
 
@@ -471,8 +425,48 @@ class RiverFunkMF(_NamedRiver):
         self.seed = seed
 
 
+class _Unseen:
+    """Stands for an id the model has never seen and the caller did not name (index -1)."""
 
-def _check_n_factors(n_factors: Any) -> None:
-    if isinstance(n_factors, bool) or not isinstance(n_factors, (int, np.integer)) \
-            or n_factors < 1:
-        raise ValueError(f"n_factors must be a positive integer, got {n_factors!r}")
+    __slots__ = ()
+
+
+# -- the wrapped model -------------------------------------------------------------------------
+
+
+def _river() -> Any:
+    require("river", "river")
+    import river.reco
+
+    return river
+
+
+def _model_kind(model: Any) -> str | None:
+    """Which River model equation ``model`` follows, or None when its state cannot be read.
+
+    The check is on the exact class: a subclass may override ``predict_one``.
+    """
+    reco = _river().reco
+    return {
+        reco.Baseline: "baseline",
+        reco.BiasedMF: "biased_mf",
+        reco.FunkMF: "funk_mf",
+    }.get(type(model))
+
+
+def _generators(factories: list) -> list | None:
+    """The RandomState generators behind River's initialiser factories, or None when one of
+    them draws from something this cannot rewind (then the caller copies them instead)."""
+    optim = require("river.optim", "river")
+    rngs: list = []
+    for factory in factories:
+        init = getattr(factory, "func", factory)  # River wraps initialisers in partial()
+        if isinstance(init, optim.initializers.Constant):
+            continue
+        rng = getattr(init, "_rng", None)
+        if not isinstance(init, optim.initializers.Normal) or not isinstance(
+                rng, np.random.RandomState):
+            return None
+        if all(rng is not seen for seen in rngs):
+            rngs.append(rng)
+    return rngs

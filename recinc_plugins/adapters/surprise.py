@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..growth import grown
+from ..params import check_choice, check_int, check_number, check_seed
 
 __all__ = [
     "SurpriseAdapter",
@@ -46,44 +48,6 @@ _SIM_OPTIONS = ("name", "user_based", "min_support", "shrinkage")
 _SIM_NAMES = ("cosine", "msd", "pearson", "pearson_baseline")
 _BSL_OPTIONS = ("method", "n_epochs", "reg_u", "reg_i", "reg", "learning_rate")
 _BSL_METHODS = ("als", "sgd")
-
-
-def _surprise() -> Any:
-    return require("surprise", "surprise")
-
-
-def _fold_kind(algo: Any) -> str | None:
-    """Which fold-in and vectorised scoring ``algo`` supports (exact class), or None."""
-    surprise = _surprise()
-    return {
-        surprise.SVD: "svd",
-        surprise.SVDpp: "svdpp",
-        surprise.NMF: "nmf",
-        surprise.BaselineOnly: "baseline",
-    }.get(type(algo))
-
-
-def _check_options(algo: Any) -> None:
-    """Refuse ``sim_options`` / ``bsl_options`` that Surprise would fail on (or ignore) at fit
-    time, naming the bad option; Surprise itself only notices inside ``fit``. Only Surprise's
-    own algorithms are checked: a user's subclass may read options of its own."""
-    if not type(algo).__module__.startswith("surprise."):
-        return
-    for attr, known in (("sim_options", _SIM_OPTIONS), ("bsl_options", _BSL_OPTIONS)):
-        options = getattr(algo, attr, None)
-        if options is None:
-            continue
-        if not isinstance(options, dict):
-            raise ValueError(f"{attr} must be a dict, got {type(options).__name__}")
-        unknown = sorted(str(key) for key in options if key not in known)
-        if unknown:
-            raise ValueError(f"{attr} has unknown option(s) {unknown}; Surprise reads {known}")
-    name = (getattr(algo, "sim_options", None) or {}).get("name", "msd")
-    if not isinstance(name, str) or name.lower() not in _SIM_NAMES:
-        raise ValueError(f"sim_options['name'] must be one of {_SIM_NAMES}, got {name!r}")
-    method = (getattr(algo, "bsl_options", None) or {}).get("method", "als")
-    if method not in _BSL_METHODS:
-        raise ValueError(f"bsl_options['method'] must be one of {_BSL_METHODS}, got {method!r}")
 
 
 class SurpriseAdapter(IncrementalRecommender):
@@ -138,6 +102,8 @@ class SurpriseAdapter(IncrementalRecommender):
     capabilities = Capabilities(explicit=True, implicit=False, update="refit")
     extra = "surprise"
 
+    # -- parameters and validation -------------------------------------------------------------
+
     def __init__(self, algo: Any = None, refit_every: int | None = 5000,
                  refit_unit: str = "events", window: int | None = None, fold_in: bool = True,
                  fold_in_reg: float | None = None,
@@ -150,26 +116,11 @@ class SurpriseAdapter(IncrementalRecommender):
         self.fold_in_reg = fold_in_reg
         self.rating_scale = rating_scale
 
-    # -- parameters --------------------------------------------------------------------------
-
-    def _make_algo(self) -> Any:
-        return copy.deepcopy(self.algo)
-
     def _check_params(self) -> None:
-        if self.refit_every is not None and (
-                isinstance(self.refit_every, bool)
-                or not isinstance(self.refit_every, (int, np.integer)) or self.refit_every < 1):
-            raise ValueError(
-                f"refit_every must be a positive integer or None, got {self.refit_every!r}"
-            )
-        if self.refit_unit not in _REFIT_UNITS:
-            raise ValueError(f"refit_unit must be one of {_REFIT_UNITS}, got {self.refit_unit!r}")
-        if self.window is not None and (
-                isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer))
-                or self.window < 1):
-            raise ValueError(f"window must be a positive integer or None, got {self.window!r}")
-        if self.fold_in_reg is not None and not self.fold_in_reg >= 0:
-            raise ValueError(f"fold_in_reg must be >= 0 or None, got {self.fold_in_reg!r}")
+        check_int("refit_every", self.refit_every, optional=True)
+        check_choice("refit_unit", self.refit_unit, _REFIT_UNITS)
+        check_int("window", self.window, optional=True)
+        check_number("fold_in_reg", self.fold_in_reg, optional=True)
         if self.rating_scale is not None:
             low, high = self.rating_scale
             if not low < high:
@@ -187,6 +138,8 @@ class SurpriseAdapter(IncrementalRecommender):
     def _reset(self) -> None:
         self._check_params()  # before any state is built
         super()._reset()
+
+    # -- growth --------------------------------------------------------------------------------
 
     def _init_model(self) -> None:
         self.model_ = None
@@ -210,51 +163,18 @@ class SurpriseAdapter(IncrementalRecommender):
         self.item_factors_ = np.zeros((0, 0))
         self.item_implicit_ = np.zeros((0, 0))  # SVD++'s y_j
 
-    # -- growth and learning -----------------------------------------------------------------
-
     def _grow(self, n_users: int, n_items: int) -> None:
-        self.user_inner_ = _grown(self.user_inner_, n_users, -1)
-        self.item_inner_ = _grown(self.item_inner_, n_items, -1)
-        self.has_user_ = _grown(self.has_user_, n_users)
-        self.has_item_ = _grown(self.has_item_, n_items)
-        self.user_bias_ = _grown(self.user_bias_, n_users)
-        self.item_bias_ = _grown(self.item_bias_, n_items)
-        self.user_factors_ = _grown(self.user_factors_, n_users)
-        self.item_factors_ = _grown(self.item_factors_, n_items)
-        self.item_implicit_ = _grown(self.item_implicit_, n_items)
+        self.user_inner_ = grown(self.user_inner_, n_users, -1)
+        self.item_inner_ = grown(self.item_inner_, n_items, -1)
+        self.has_user_ = grown(self.has_user_, n_users)
+        self.has_item_ = grown(self.has_item_, n_items)
+        self.user_bias_ = grown(self.user_bias_, n_users)
+        self.item_bias_ = grown(self.item_bias_, n_items)
+        self.user_factors_ = grown(self.user_factors_, n_users)
+        self.item_factors_ = grown(self.item_factors_, n_items)
+        self.item_implicit_ = grown(self.item_implicit_, n_items)
 
-    def _record(self, batch: Batch) -> None:
-        end = self._n_hist + len(batch)
-        if end > self._hist_u.size:
-            capacity = max(end, 2 * self._hist_u.size, 1024)
-            self._hist_u = _grown(self._hist_u, capacity)
-            self._hist_i = _grown(self._hist_i, capacity)
-            self._hist_r = _grown(self._hist_r, capacity)
-        self._hist_u[self._n_hist:end] = batch.users
-        self._hist_i[self._n_hist:end] = batch.items
-        self._hist_r[self._n_hist:end] = batch.values
-        self._n_hist = end
-
-    def _history(self, extra: Batch | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The events a refit learns from (all history or the window), ``extra`` appended."""
-        users, items = self._hist_u[:self._n_hist], self._hist_i[:self._n_hist]
-        ratings = self._hist_r[:self._n_hist]
-        if extra is not None:
-            users = np.concatenate([users, extra.users])
-            items = np.concatenate([items, extra.items])
-            ratings = np.concatenate([ratings, extra.values])
-        start = 0 if self.window is None else max(0, users.size - self.window)
-        return users[start:], items[start:], ratings[start:]
-
-    def _refit_due(self, n_events: int) -> bool:
-        """Whether learning ``n_events`` more events in one step triggers a refit."""
-        if getattr(self, "model_", None) is None:
-            return True
-        if self.refit_every is None:
-            return False
-        since = self.events_since_refit_ + n_events if self.refit_unit == "events" else \
-            self.steps_since_refit_ + 1
-        return since >= self.refit_every
+    # -- learning ------------------------------------------------------------------------------
 
     def _prepare(self, batch: Batch) -> None:
         # Surprise's fit is where a refit fails (a bad option, a library error), so it runs
@@ -296,6 +216,39 @@ class SurpriseAdapter(IncrementalRecommender):
             self._install(*self._train(*self._history()))
         return self
 
+    def _refit_due(self, n_events: int) -> bool:
+        """Whether learning ``n_events`` more events in one step triggers a refit."""
+        if getattr(self, "model_", None) is None:
+            return True
+        if self.refit_every is None:
+            return False
+        since = self.events_since_refit_ + n_events if self.refit_unit == "events" else \
+            self.steps_since_refit_ + 1
+        return since >= self.refit_every
+
+    def _record(self, batch: Batch) -> None:
+        end = self._n_hist + len(batch)
+        if end > self._hist_u.size:
+            capacity = max(end, 1024)
+            self._hist_u = grown(self._hist_u, capacity, spare=True)
+            self._hist_i = grown(self._hist_i, capacity, spare=True)
+            self._hist_r = grown(self._hist_r, capacity, spare=True)
+        self._hist_u[self._n_hist:end] = batch.users
+        self._hist_i[self._n_hist:end] = batch.items
+        self._hist_r[self._n_hist:end] = batch.values
+        self._n_hist = end
+
+    def _history(self, extra: Batch | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The events a refit learns from (all history or the window), ``extra`` appended."""
+        users, items = self._hist_u[:self._n_hist], self._hist_i[:self._n_hist]
+        ratings = self._hist_r[:self._n_hist]
+        if extra is not None:
+            users = np.concatenate([users, extra.users])
+            items = np.concatenate([items, extra.items])
+            ratings = np.concatenate([ratings, extra.values])
+        start = 0 if self.window is None else max(0, users.size - self.window)
+        return users[start:], items[start:], ratings[start:]
+
     def _train(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> tuple:
         """A fresh Surprise algorithm fitted on these events; changes no state of this model."""
         trainset, user_uniques, item_uniques = self._trainset(users, items, ratings)
@@ -322,10 +275,6 @@ class SurpriseAdapter(IncrementalRecommender):
         self.has_item_[item_uniques] = True
         if self.kind_ is not None:
             self._read_parameters(algo, trainset, user_uniques, item_uniques)
-
-    def _get_state(self) -> dict[str, Any]:
-        # a refit trained for a batch not yet learned is not part of the model
-        return {k: v for k, v in super()._get_state().items() if k != "_pending"}
 
     def _trainset(self, users: np.ndarray, items: np.ndarray,
                   ratings: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -379,7 +328,15 @@ class SurpriseAdapter(IncrementalRecommender):
             pu = pu + implicit
         self.user_factors_[users] = pu
 
-    # -- fold-in -----------------------------------------------------------------------------
+    # -- learning: fold-in between refits ------------------------------------------------------
+
+    def _fold_in(self, users: np.ndarray, items: np.ndarray) -> None:
+        hist_u, hist_i, hist_r = self._history()
+        reg_bu, reg_bi, reg_pu, reg_qi = self._penalties()
+        for u, rows in _rows_of(hist_u, users):
+            self._solve_user(u, hist_i[rows], hist_r[rows], reg_bu, reg_pu)
+        for i, rows in _rows_of(hist_i, items):
+            self._solve_item(i, hist_u[rows], hist_r[rows], reg_bi, reg_qi)
 
     def _penalties(self) -> tuple[float, float, float, float]:
         """L2 penalties: user bias, item bias, user factors, item factors.
@@ -408,14 +365,6 @@ class SurpriseAdapter(IncrementalRecommender):
             # new users then did worse than the item-bias fallback); 0.5 did not
             reg_pu = reg_qi = max(algo.reg_pu, 0.5)
         return (getattr(algo, "reg_bu", 0.0), getattr(algo, "reg_bi", 0.0), reg_pu, reg_qi)
-
-    def _fold_in(self, users: np.ndarray, items: np.ndarray) -> None:
-        hist_u, hist_i, hist_r = self._history()
-        reg_bu, reg_bi, reg_pu, reg_qi = self._penalties()
-        for u, rows in _rows_of(hist_u, users):
-            self._solve_user(u, hist_i[rows], hist_r[rows], reg_bu, reg_pu)
-        for i, rows in _rows_of(hist_i, items):
-            self._solve_item(i, hist_u[rows], hist_r[rows], reg_bi, reg_qi)
 
     def _bias_per_rating(self) -> bool:
         """True when BaselineOnly's biases are penalised per rating (its SGD method)."""
@@ -476,7 +425,7 @@ class SurpriseAdapter(IncrementalRecommender):
         self.item_factors_[i] = factors
         # a folded-in SVD++ item has no y_j of its own: it adds nothing to users' implicit term
 
-    # -- scoring -----------------------------------------------------------------------------
+    # -- scoring -------------------------------------------------------------------------------
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         if self.model_ is None:  # nothing fitted yet: the global mean, as for unknown ids
@@ -539,76 +488,42 @@ class SurpriseAdapter(IncrementalRecommender):
                 out[n] = algo.default_prediction()
         return out
 
+    # -- persistence ---------------------------------------------------------------------------
 
-def _rows_of(column: np.ndarray, keys: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """``(key, positions of key in column)`` for each of ``keys`` present, in one pass."""
-    rows = np.flatnonzero(np.isin(column, keys))
-    if not rows.size:
-        return []
-    rows = rows[np.argsort(column[rows], kind="stable")]
-    found, starts = np.unique(column[rows], return_index=True)
-    return list(zip(found.tolist(), np.split(rows, starts[1:]), strict=True))
+    def _get_state(self) -> dict[str, Any]:
+        # a refit trained for a batch not yet learned is not part of the model
+        return {k: v for k, v in super()._get_state().items() if k != "_pending"}
 
+    # -- the wrapped model ---------------------------------------------------------------------
 
-def _grown(array: np.ndarray, n: int, fill: float = 0) -> np.ndarray:
-    if n <= array.shape[0]:
-        return array
-    out = np.full((n, *array.shape[1:]), fill, dtype=array.dtype)
-    out[: array.shape[0]] = array
-    return out
-
-
-def _ridge(x: np.ndarray, target: np.ndarray, reg_b: float, reg_f: float,
-           biased: bool) -> tuple[float, np.ndarray]:
-    """Least squares for ``target ~ b + x @ f``, each parameter penalised by reg * n ratings.
-
-    The penalty scales with the number of ratings because Surprise's SGD penalises every
-    parameter once per rating it sees.
-    """
-    n = x.shape[0]
-    design = np.hstack([np.ones((n, 1)), x]) if biased else x
-    penalty = np.full(design.shape[1], reg_f * n)
-    if biased:
-        penalty[0] = reg_b * n
-    gram = design.T @ design + np.diag(penalty)
-    try:
-        solution = np.linalg.solve(gram, design.T @ target)
-    except np.linalg.LinAlgError:  # no penalty and too few ratings: the minimum-norm solution
-        solution = np.linalg.lstsq(gram, design.T @ target, rcond=None)[0]
-    return (float(solution[0]), solution[1:]) if biased else (0.0, solution)
-
-
-def _nmf_fold(x: np.ndarray, target: np.ndarray, reg_f: float, biased: bool, reg_b: float,
-              low: float, high: float, n_iter: int = 50) -> tuple[float, np.ndarray]:
-    """NMF's multiplicative update for one side's factors, the other side fixed.
-
-    Starts from the middle of NMF's initialisation range, so factors stay non-negative.
-    """
-    n = x.shape[0]
-    bias = float(target.mean() / (1 + reg_b)) if biased else 0.0
-    target = target - bias
-    factors = np.full(x.shape[1], (low + high) / 2)
-    numerator = x.T @ target
-    for _ in range(n_iter):
-        denominator = x.T @ (x @ factors) + reg_f * n * factors
-        factors = np.where(denominator > 0, factors * np.maximum(numerator, 0) /
-                           np.where(denominator > 0, denominator, 1), 0.0)
-    return bias, factors
+    def _make_algo(self) -> Any:
+        return copy.deepcopy(self.algo)
 
 
 class _NamedSurprise(SurpriseAdapter):
-    """A Surprise algorithm named by its class; its own parameters are keyword arguments."""
+    """A Surprise algorithm named by its class; its own parameters are keyword arguments,
+    except its ``random_state``, which is this model's ``seed``."""
 
     _algo_class = ""
-    _fold_in_support = False
+    _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
+
+    # -- parameters and validation -------------------------------------------------------------
 
     def __init__(self, refit_every: int | None = 5000, refit_unit: str = "events",
                  window: int | None = None, fold_in: bool = True,
                  fold_in_reg: float | None = None,
-                 rating_scale: tuple[float, float] | None = None, **params: Any) -> None:
+                 rating_scale: tuple[float, float] | None = None, seed: int | None = None,
+                 **params: Any) -> None:
         super().__init__(None, refit_every, refit_unit, window, fold_in, fold_in_reg,
                          rating_scale)
+        self.seed = seed
         self.params = params
+        self._accept_renamed({old: params.pop(old) for old in self._renamed_params
+                              if old in params})
+
+    def _check_params(self) -> None:
+        check_seed("seed", self.seed)
+        super()._check_params()
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -620,6 +535,7 @@ class _NamedSurprise(SurpriseAdapter):
     def set_params(self, **params: Any) -> _NamedSurprise:
         own = set(self._param_names())
         for key, value in params.items():
+            key = self._renamed_params.get(key, key)
             if key in own:
                 setattr(self, key, value)
             else:
@@ -633,11 +549,20 @@ class _NamedSurprise(SurpriseAdapter):
             return base
         return base[:-1] + (", " if not base.endswith("()") else "") + extra + ")"
 
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _get_state(self) -> dict[str, Any]:
+        return {k: v for k, v in super()._get_state().items() if k != "params"}
+
+    # -- the wrapped model ---------------------------------------------------------------------
+
     def _make_algo(self) -> Any:
         cls = getattr(_surprise(), self._algo_class)
         # a deep copy: Surprise adds keys to the option dicts it is given (sim_options'
         # user_based), which would change the caller's dicts and this model's get_params()
         params = copy.deepcopy(self.params)
+        if self.seed is not None:
+            params["random_state"] = self.seed
         if self._algo_class.startswith("KNN") or self._algo_class == "BaselineOnly":
             params.setdefault("verbose", False)  # their default prints on every refit
         try:
@@ -646,22 +571,20 @@ class _NamedSurprise(SurpriseAdapter):
             raise ValueError(f"invalid parameters for surprise.{self._algo_class}: {exc}") \
                 from exc
 
-    def _get_state(self) -> dict[str, Any]:
-        return {k: v for k, v in super()._get_state().items() if k != "params"}
-
 
 class SurpriseSVD(_NamedSurprise):
     """Surprise's SVD, refit periodically, with new users and items folded in between refits.
 
     Keyword arguments other than the strategy parameters of :class:`SurpriseAdapter` go to
-    ``surprise.SVD`` (``n_factors``, ``n_epochs``, ``lr_all``, ``reg_all``, ``random_state``...).
+    ``surprise.SVD`` (``n_factors``, ``n_epochs``, ``lr_all``, ``reg_all``...); ``seed`` is
+    passed as its ``random_state``.
 
     Examples
     --------
     >>> from recinc_plugins.data import synthetic_stream
     >>> from recinc_plugins.adapters.surprise import SurpriseSVD
     >>> events = synthetic_stream(n_events=500, n_users=40, n_items=60, seed=0)
-    >>> model = SurpriseSVD(n_factors=5, random_state=0, refit_every=None).fit(events[:400])
+    >>> model = SurpriseSVD(n_factors=5, seed=0, refit_every=None).fit(events[:400])
     >>> model = model.partial_fit(events[400:])  # folded in, not refit
     >>> model.n_refits_, model.score(events["user"][450], events["item"][450]).shape
     (1, (1,))
@@ -722,3 +645,95 @@ class SurpriseCoClustering(_NamedSurprise):
     """Surprise's CoClustering, refit periodically."""
 
     _algo_class = "CoClustering"
+
+
+# -- fold-in solvers ---------------------------------------------------------------------------
+
+
+def _rows_of(column: np.ndarray, keys: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``(key, positions of key in column)`` for each of ``keys`` present, in one pass."""
+    rows = np.flatnonzero(np.isin(column, keys))
+    if not rows.size:
+        return []
+    rows = rows[np.argsort(column[rows], kind="stable")]
+    found, starts = np.unique(column[rows], return_index=True)
+    return list(zip(found.tolist(), np.split(rows, starts[1:]), strict=True))
+
+
+def _ridge(x: np.ndarray, target: np.ndarray, reg_b: float, reg_f: float,
+           biased: bool) -> tuple[float, np.ndarray]:
+    """Least squares for ``target ~ b + x @ f``, each parameter penalised by reg * n ratings.
+
+    The penalty scales with the number of ratings because Surprise's SGD penalises every
+    parameter once per rating it sees.
+    """
+    n = x.shape[0]
+    design = np.hstack([np.ones((n, 1)), x]) if biased else x
+    penalty = np.full(design.shape[1], reg_f * n)
+    if biased:
+        penalty[0] = reg_b * n
+    gram = design.T @ design + np.diag(penalty)
+    try:
+        solution = np.linalg.solve(gram, design.T @ target)
+    except np.linalg.LinAlgError:  # no penalty and too few ratings: the minimum-norm solution
+        solution = np.linalg.lstsq(gram, design.T @ target, rcond=None)[0]
+    return (float(solution[0]), solution[1:]) if biased else (0.0, solution)
+
+
+def _nmf_fold(x: np.ndarray, target: np.ndarray, reg_f: float, biased: bool, reg_b: float,
+              low: float, high: float, n_iter: int = 50) -> tuple[float, np.ndarray]:
+    """NMF's multiplicative update for one side's factors, the other side fixed.
+
+    Starts from the middle of NMF's initialisation range, so factors stay non-negative.
+    """
+    n = x.shape[0]
+    bias = float(target.mean() / (1 + reg_b)) if biased else 0.0
+    target = target - bias
+    factors = np.full(x.shape[1], (low + high) / 2)
+    numerator = x.T @ target
+    for _ in range(n_iter):
+        denominator = x.T @ (x @ factors) + reg_f * n * factors
+        factors = np.where(denominator > 0, factors * np.maximum(numerator, 0) /
+                           np.where(denominator > 0, denominator, 1), 0.0)
+    return bias, factors
+
+
+# -- the wrapped model -------------------------------------------------------------------------
+
+
+def _surprise() -> Any:
+    return require("surprise", "surprise")
+
+
+def _fold_kind(algo: Any) -> str | None:
+    """Which fold-in and vectorised scoring ``algo`` supports (exact class), or None."""
+    surprise = _surprise()
+    return {
+        surprise.SVD: "svd",
+        surprise.SVDpp: "svdpp",
+        surprise.NMF: "nmf",
+        surprise.BaselineOnly: "baseline",
+    }.get(type(algo))
+
+
+def _check_options(algo: Any) -> None:
+    """Refuse ``sim_options`` / ``bsl_options`` that Surprise would fail on (or ignore) at fit
+    time, naming the bad option; Surprise itself only notices inside ``fit``. Only Surprise's
+    own algorithms are checked: a user's subclass may read options of its own."""
+    if not type(algo).__module__.startswith("surprise."):
+        return
+    for attr, known in (("sim_options", _SIM_OPTIONS), ("bsl_options", _BSL_OPTIONS)):
+        options = getattr(algo, attr, None)
+        if options is None:
+            continue
+        if not isinstance(options, dict):
+            raise ValueError(f"{attr} must be a dict, got {type(options).__name__}")
+        unknown = sorted(str(key) for key in options if key not in known)
+        if unknown:
+            raise ValueError(f"{attr} has unknown option(s) {unknown}; Surprise reads {known}")
+    name = (getattr(algo, "sim_options", None) or {}).get("name", "msd")
+    if not isinstance(name, str) or name.lower() not in _SIM_NAMES:
+        raise ValueError(f"sim_options['name'] must be one of {_SIM_NAMES}, got {name!r}")
+    method = (getattr(algo, "bsl_options", None) or {}).get("method", "als")
+    if method not in _BSL_METHODS:
+        raise ValueError(f"bsl_options['method'] must be one of {_BSL_METHODS}, got {method!r}")

@@ -9,6 +9,8 @@ import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..growth import grown
+from ..params import check_choice, check_int, check_number, check_seed
 from .embeddings import EmbeddingArena
 from .replay import ReplayBuffer
 
@@ -110,11 +112,8 @@ class NeuralRecommender(IncrementalRecommender):
         the tables stay a fixed size whatever the id space; colliding ids share a row. The id
         maps and the seen-items matrix of the base class still grow with the ids.
     cold_start
-        How users unknown to the model are answered (flagged ``cold``): ``"newcomer"`` ranks
-        items by how often they were among new users' first 50 events lately (half-life 10,000
-        events), ``"popularity"`` by all-time counts;
-        ``recinc_plugins.Newcomer(first_events, half_life)`` sets the newcomer policy's
-        settings. See ``docs/interface.md``.
+        How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
+        picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_threads
@@ -226,58 +225,28 @@ class NeuralRecommender(IncrementalRecommender):
     # -- parameters --------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-        def positive_float(name: str, allow_zero: bool = False) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float, np.integer, np.floating)) \
-                and not isinstance(value, bool) and np.isfinite(value) \
-                and (value >= 0 if allow_zero else value > 0)
-            if not ok:
-                bound = ">= 0" if allow_zero else "> 0"
-                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-        def choice(name: str, options: tuple[str, ...]) -> None:
-            if getattr(self, name) not in options:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, options))}, "
-                    f"got {getattr(self, name)!r}"
-                )
-
-        positive_int("n_factors")
-        positive_int("history", 0)
-        positive_int("n_negatives")
-        positive_int("replay_size", 0)
-        positive_int("n_replay", 0)
-        positive_int("n_passes")
-        positive_int("batch_size")
-        if self.learning_rate is not None:
-            positive_float("learning_rate")
-        if self.reg is not None:
-            positive_float("reg", allow_zero=True)
-        if self.bias_learning_rate is not None:
-            positive_float("bias_learning_rate")
-        if self.bias_reg is not None:
-            positive_float("bias_reg", allow_zero=True)
-        positive_float("history_decay")
+        for name, minimum in (("n_factors", 1), ("history", 0), ("n_negatives", 1),
+                              ("replay_size", 0), ("n_replay", 0), ("n_passes", 1),
+                              ("batch_size", 1)):
+            check_int(name, getattr(self, name), minimum)
+        for name, strict in (("learning_rate", True), ("reg", False),
+                             ("bias_learning_rate", True), ("bias_reg", False)):
+            check_number(name, getattr(self, name), strict=strict, optional=True)
+        check_number("history_decay", self.history_decay, strict=True)
         if self.history_decay > 1:
             raise ValueError(f"history_decay must be in (0, 1], got {self.history_decay!r}")
-        positive_float("init_std", allow_zero=True)
-        positive_float("calibration_rate")
-        positive_float("calibration_width")
+        check_number("init_std", self.init_std)
+        check_number("calibration_rate", self.calibration_rate, strict=True)
+        check_number("calibration_width", self.calibration_width, strict=True)
         if self.calibration is not None:
-            choice("calibration", _CALIBRATIONS)
+            check_choice("calibration", self.calibration, _CALIBRATIONS)
             if self.loss not in _RATING_LOSSES:
                 raise ValueError(f"calibration={self.calibration!r} calibrates predicted "
                                  f"ratings: it needs a rating loss, not loss={self.loss!r}")
-        choice("loss", _LOSSES)
-        choice("negatives", _NEGATIVES)
-        choice("replay", _REPLAY)
-        choice("optimizer", _OPTIMIZERS)
+        check_choice("loss", self.loss, _LOSSES)
+        check_choice("negatives", self.negatives, _NEGATIVES)
+        check_choice("replay", self.replay, _REPLAY)
+        check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         # resolved settings: plain SGD suits regression (Adagrad's shrinking steps slow the
         # bias terms), row-wise Adagrad suits sampled ranking losses
         self.optimizer_ = self.optimizer
@@ -291,13 +260,9 @@ class NeuralRecommender(IncrementalRecommender):
                                          if self.bias_learning_rate is not None
                                          else self.learning_rate_)
         self.bias_reg_ = float(self.bias_reg if self.bias_reg is not None else self.reg_)
-        if self.hash_buckets is not None:
-            positive_int("hash_buckets")
-        if self.num_threads is not None:
-            positive_int("num_threads")
-        if self.seed is not None and (isinstance(self.seed, bool)
-                                      or not isinstance(self.seed, (int, np.integer))):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        check_int("hash_buckets", self.hash_buckets, optional=True)
+        check_int("num_threads", self.num_threads, optional=True)
+        check_seed("seed", self.seed)
         self._resolve_device()
 
     def _resolve_device(self) -> torch.device:
@@ -367,13 +332,8 @@ class NeuralRecommender(IncrementalRecommender):
         if self.history:
             sizes["history"] = n_items
         self.arena_.grow(sizes, self.rng_)
-        if self.n_users > self.hist_.shape[0]:
-            cap = max(self.n_users, 2 * self.hist_.shape[0], 16)
-            hist = np.zeros((cap, self.hist_.shape[1]), dtype=np.int64)
-            hist[: self.hist_.shape[0]] = self.hist_
-            count = np.zeros(cap, dtype=np.int64)
-            count[: self.hist_count_.size] = self.hist_count_
-            self.hist_, self.hist_count_ = hist, count
+        self.hist_ = grown(self.hist_, self.n_users, spare=True)
+        self.hist_count_ = grown(self.hist_count_, self.n_users, spare=True)
 
     # -- learning ----------------------------------------------------------------------------
 
@@ -613,7 +573,7 @@ class NeuralRecommender(IncrementalRecommender):
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _predicts_ratings(self) -> bool:
+    def predicts_ratings(self) -> bool:
         return self.loss in _RATING_LOSSES and self.n_ratings_ > 0
 
     def _user_vectors(self, users: np.ndarray) -> torch.Tensor:
@@ -673,7 +633,7 @@ class NeuralRecommender(IncrementalRecommender):
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Ratings for pairs with an unknown user or item: the global mean plus the learned
         bias of whichever side is known (as biased MF predicts); popularity when ranking."""
-        if not self._predicts_ratings():
+        if not self.predicts_ratings():
             return super()._fallback_pairs(users, items)
         out = np.full(users.size, self.global_mean_)
         for region, idx in (("users", users), ("items", items)):
