@@ -14,10 +14,16 @@ __all__ = ["build_parser", "main"]
 def _cmd_models(args: argparse.Namespace) -> int:
     from .registry import list_models
 
-    table = list_models()
-    table["installed"] = table["installed"].map({True: "yes", False: "no"})
-    print(tabulate(table[["name", "extra", "installed", "description"]], headers="keys",
-                   tablefmt="simple", showindex=False))
+    table = list_models(capabilities=True)
+    yes_no = {True: "yes", False: "no"}
+    table["installed"] = table["installed"].map(yes_no)
+    table["side_features"] = table["side_features"].map(yes_no)
+    columns = ["name", "extra", "installed", "feedback", "update", "cold_start",
+               "side_features", "description"]
+    headers = ["name", "extra", "installed", "feedback", "update", "cold start",
+               "side features", "description"]
+    print(tabulate(table[columns].astype(object).where(table[columns].notna(), "-"),
+                   headers=headers, tablefmt="simple", showindex=False))
     return 0
 
 
@@ -56,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(compare)
     compare.set_defaults(func=_cmd_compare)
 
-    models = sub.add_parser("models", help="list the models, their extras and whether installed")
+    models = sub.add_parser("models", help="list the models, their extras, whether installed, "
+                                           "and what they learn from and can do")
     models.set_defaults(func=_cmd_models)
 
     datasets = sub.add_parser("datasets", help="list the named datasets and the data home")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,17 @@ class ModelSpec:
     @property
     def installed(self) -> bool:
         return extra_installed(self.extra)
+
+    def model_class(self) -> type | None:
+        """The model class the factory is, or None where the extra is missing or the factory
+        is a function (this imports the model's module)."""
+        if not self.installed:
+            return None
+        try:
+            target = self.load()
+        except ImportError:
+            return None
+        return target if isinstance(target, type) else None
 
     def load(self) -> Callable[..., Any]:
         if callable(self.target):
@@ -169,12 +181,42 @@ def make(name: str, **params: Any) -> Any:
     return factory(**{**spec.defaults, **params})
 
 
-def list_models() -> pd.DataFrame:
-    """One row per registered model: name, description, extra, installed, source."""
+_CAPABILITY_COLUMNS = ["feedback", "update", "cold_start", "side_features"]
+
+
+def list_models(capabilities: bool = False) -> pd.DataFrame:
+    """One row per registered model: name, description, extra, installed, source.
+
+    ``capabilities=True`` adds what each installed model's
+    :class:`~recinc_plugins.base.Capabilities` say: ``feedback`` (``"ratings"``,
+    ``"implicit"`` or ``"both"``), ``update``, ``cold_start`` and ``side_features`` (None
+    where unknown). It imports every installed model's library, so it is off by default.
+    """
     _load_plugins()
     rows = []
     for spec in _REGISTRY.values():
-        rows.append({"name": spec.name, "description": spec.description,
-                     "extra": spec.extra or "-", "installed": spec.installed,
-                     "source": spec.source})
-    return pd.DataFrame(rows, columns=["name", "description", "extra", "installed", "source"])
+        row = {"name": spec.name, "description": spec.description,
+               "extra": spec.extra or "-", "installed": spec.installed, "source": spec.source}
+        if capabilities:
+            row.update(_capability_row(spec))
+        rows.append(row)
+    columns = ["name", "description", "extra", "installed", "source"]
+    return pd.DataFrame(rows, columns=columns + (_CAPABILITY_COLUMNS if capabilities else []))
+
+
+def _capability_row(spec: ModelSpec) -> dict[str, Any]:
+    """The capabilities of ``spec``'s model class; ``cold_start`` names the policy the
+    registered model starts with (its ``cold_start`` parameter, else popularity)."""
+    cls = spec.model_class()
+    caps = getattr(cls, "capabilities", None)
+    if caps is None:
+        return dict.fromkeys(_CAPABILITY_COLUMNS)
+    feedback = {(True, True): "both", (True, False): "ratings"}.get(
+        (bool(caps.explicit), bool(caps.implicit)), "implicit")
+    parameter = inspect.signature(cls).parameters.get("cold_start")
+    policy = spec.defaults.get("cold_start", parameter.default if parameter else "popularity")
+    policy = policy if isinstance(policy, str) else "newcomer"  # a Newcomer(...)
+    if caps.cold_start == "features":
+        policy = f"features, else {policy}"
+    return {"feedback": feedback, "update": caps.update, "cold_start": policy,
+            "side_features": bool(caps.side_features)}

@@ -83,6 +83,23 @@ def test_cli_models_lists_every_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "implicit-als" in out and "installed" in out and "surprise" in out
+    assert "feedback" in out and "touched" in out and "features, else newcomer" in out
+
+
+def test_list_models_shows_what_the_capabilities_say(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("made-by-a-function", lambda: recinc_plugins.Popularity())
+    table = recinc_plugins.list_models(capabilities=True).set_index("name")
+    assert table.loc["popularity", ["feedback", "update", "cold_start", "side_features"]
+                     ].tolist() == ["implicit", "per-event", "popularity", False]
+    assert table.loc["newcomer-popularity", "cold_start"] == "newcomer"
+    assert table.loc["lightfm", "cold_start"] == "features, else newcomer"
+    assert table.loc["lightfm", "side_features"]
+    assert table.loc["implicit-als", "update"] == "touched"
+    assert table.loc["surprise-svd", "feedback"] == "ratings"
+    assert table.loc["neural", "feedback"] == "both"
+    assert table.loc["made-by-a-function", ["feedback", "update"]].isna().all()
+    assert "feedback" not in recinc_plugins.list_models().columns  # imports nothing by default
 
 
 def test_cli_datasets_shows_the_data_home(capsys, tmp_path):
