@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
-from recinc_plugins.data import load_dataset
-from recinc_plugins.evaluation import Stream, compare
-from recinc_plugins.evaluation.report import format_summary, protocol_text
+from recinc_plugins import DecayedPopularity, Popularity, Random, load_dataset
+from recinc_plugins.evaluation import Stream, compare, format_summary, protocol_text
 
 
 def main() -> None:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from recinc_plugins import Popularity, load_dataset
 from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, ImplicitLMF
 from recinc_plugins.adapters.lightfm import LightFMRecommender
-from recinc_plugins.baselines import Popularity
-from recinc_plugins.data import load_dataset
 from recinc_plugins.evaluation import Stream, compare
 
 COLUMNS = ["model", "recall@10", "ndcg@10", "warm_recall@10", "cold_user_recall@10",

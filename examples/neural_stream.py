@@ -22,12 +22,9 @@ import tempfile
 
 import pandas as pd
 
-from recinc_plugins import make
-from recinc_plugins.baselines import Popularity
-from recinc_plugins.data import load_dataset
+from recinc_plugins import Popularity, list_models, load_dataset, make
 from recinc_plugins.evaluation import Stream, compare
 from recinc_plugins.neural import NeuralRecommender
-from recinc_plugins.registry import list_models
 
 RANKING_ADAPTERS = ("implicit-als", "implicit-bpr", "lightfm", "river-biasedmf",
                     "surprise-svd")

@@ -5,6 +5,8 @@ harness to compare them on replayed streams.
 River, PyTorch); each model imports its library when it is built.
 """
 
+import os
+
 from .base import (
     Batch,
     Capabilities,
@@ -16,10 +18,20 @@ from .base import (
 from .baselines import DecayedPopularity, Popularity, Random
 from .data import load_dataset, synthetic_stream, validate_interactions
 from .ids import IdIndex
-from .persistence import load
 from .registry import list_models, make, register
 
 __version__ = "0.1.0"
+
+
+def load(path: str | os.PathLike) -> IncrementalRecommender:
+    """Read any model written by ``model.save(path)``, whatever its class (the file names it).
+
+    Raises :class:`ModelFileError` if the file is not a model file, is truncated or corrupt,
+    or was written by a newer version of the format. The payload is a pickle: load only files
+    you trust.
+    """
+    return IncrementalRecommender.load(path)
+
 
 __all__ = [
     "Batch",

@@ -1,4 +1,4 @@
-"""Model files: one versioned file per model, read back by :func:`load`.
+"""Model files: one versioned file per model, read back by ``recinc_plugins.load``.
 
 A file is an 8-byte magic, the format version and a JSON header (the model's class, library
 versions, payload length and SHA-256), then a pickle payload holding the constructor
@@ -30,7 +30,7 @@ import struct
 import sys
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"RECINC\x00M"
@@ -39,15 +39,6 @@ _PREFIX = struct.Struct("<8sII")  # magic, format version, header length
 
 class ModelFileError(ValueError):
     """A saved model file is not one, is truncated or corrupt, or is incompatible."""
-
-
-def load(path: str | os.PathLike) -> Any:
-    """Read any model written by ``model.save(path)``, whatever its class (the file names
-    it); raise :class:`ModelFileError` if the file is not a model file, is truncated or
-    corrupt, or was written by a newer format."""
-    from .base import IncrementalRecommender
-
-    return load_model(path, IncrementalRecommender)
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:

@@ -6,6 +6,7 @@
 from .comparison import CompareInterrupted, CompareResult, compare
 from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
 from .prequential import ReplayConfig, ReplayRecord, replay
+from .report import format_summary, protocol_text, write_report
 from .stream import Stream
 
 __all__ = [
@@ -17,8 +18,11 @@ __all__ = [
     "compare",
     "drift_points",
     "event_metrics",
+    "format_summary",
     "paired_tests",
+    "protocol_text",
     "rating_metrics",
     "replay",
     "window_curves",
+    "write_report",
 ]

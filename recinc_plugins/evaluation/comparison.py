@@ -32,6 +32,7 @@ from .metrics import (
     window_curves,
 )
 from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay, resolve_device
+from .report import write_atomic, write_report
 from .stream import Stream
 
 __all__ = ["CompareInterrupted", "CompareResult", "compare"]
@@ -268,8 +269,6 @@ class CompareResult:
               window: int | None = None) -> dict[str, Path]:
         """Write ``summary.csv``, ``summary.json``, ``curves.csv``, ``paired.csv``,
         ``drift.csv``, ``report.md`` and PNG plots (``window``: of the curves, in events)."""
-        from .report import write_report
-
         return write_report(self, Path(folder), plots=plots, window=window)
 
     def __repr__(self) -> str:
@@ -416,8 +415,6 @@ class _Live:
 
     def __init__(self, folder: str | Path, stream: Stream, config: ReplayConfig,
                  order: list[str]) -> None:
-        from .report import write_atomic
-
         self._write = write_atomic
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,9 @@ from tabulate import tabulate
 
 from .._optional import extra_installed
 
-if TYPE_CHECKING:
-    from .comparison import CompareResult
+#: what every function here formats: a :class:`~recinc_plugins.evaluation.CompareResult`
+#: (not imported: the comparison module imports this one, never the other way round)
+CompareResult = Any
 
 __all__ = ["format_summary", "protocol_text", "write_atomic", "write_report"]
 
