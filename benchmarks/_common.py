@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from recinc_plugins.data import load_dataset
+from recinc_plugins.evaluation import Stream
 
 
 def movielens() -> pd.DataFrame:
-    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
+    """MovieLens 100K from ``RECINC_DATA_HOME``, in the order the harness replays it."""
+    return Stream(load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"),
+                               download=False)).frame
 
 
 def clocked(fn) -> float:

@@ -21,22 +21,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import time
 
 import numpy as np
 import pandas as pd
+from _common import movielens
 from river import optim, reco
 
 from recinc_plugins.adapters.river import RiverBiasedMF
-from recinc_plugins.data import load_dataset
 from recinc_plugins.evaluation import Stream, compare
-
-
-def movielens() -> pd.DataFrame:
-    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
 
 
 def tutorial_params() -> dict:

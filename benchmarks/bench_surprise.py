@@ -15,23 +15,15 @@ minute on one core). It prints:
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
-import pandas as pd
 import surprise
+from _common import movielens
 from surprise.model_selection import KFold, cross_validate
 
 from recinc_plugins.adapters.surprise import SurpriseBaselineOnly, SurpriseNMF, SurpriseSVD
 from recinc_plugins.compat.surprise import SurpriseAlgo
-from recinc_plugins.data import load_dataset
-
-
-def movielens() -> pd.DataFrame:
-    frame = load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"), download=False)
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
 
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:

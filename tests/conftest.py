@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,12 +29,12 @@ def data_home() -> Path:
 
 @pytest.fixture(scope="session")
 def ml100k(data_home: Path) -> pd.DataFrame:
-    """MovieLens 100K in the canonical schema, in timestamp order (stable on ties)."""
+    """MovieLens 100K in the canonical schema, in the order the harness replays it (timestamp
+    order, stable on ties)."""
     from recinc_plugins.data import load_dataset
+    from recinc_plugins.evaluation import Stream
 
-    frame = load_dataset("ml-100k", home=data_home, download=False)
-    order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
+    return Stream(load_dataset("ml-100k", home=data_home, download=False)).frame
 
 
 @pytest.fixture(scope="session")
