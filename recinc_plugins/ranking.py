@@ -51,11 +51,13 @@ class Recommendations:
 
 
 def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
-    """Columns of each row's k best scores (ties to the lower column), or None to fall back.
+    """Columns of each row's k best scores (ties to the lower column), or None to fall back
+    (a NaN in the row, a catalogue too small to cut, a sea of ties).
 
-    The k-th largest of ``8k`` block maxima is a score that at least k entries reach, so only
-    the entries at or above it are sorted. Block maxima and one comparison are vectorised
-    passes, several times cheaper than a partition of every row (numpy's partition is scalar).
+    The row is cut into ``8k`` blocks. The k-th largest block maximum is a score that at least
+    k entries reach, so only the entries at or above it can be among the k best, and they all
+    sit in the blocks whose maximum reaches it: usually about k blocks. So one vectorised pass
+    (the block maxima) reads the whole row, and only those blocks are read again and sorted.
     """
     n_rows, n_cols = scores.shape
     n_blocks = 8 * k
@@ -66,11 +68,23 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
     block_max = scores[:, :body].reshape(n_rows, n_blocks, width).max(axis=2)
     if body < n_cols:
         block_max = np.hstack([block_max, scores[:, body:].max(axis=1, keepdims=True)])
+    if np.isnan(block_max).any():  # (a block's maximum is NaN where the block has one)
+        return None
     threshold = np.partition(block_max, block_max.shape[1] - k, axis=1)[:, -k]
-    rows, cols = np.nonzero(scores >= threshold[:, None])
+    sel_rows, sel_blocks = np.nonzero(block_max[:, :n_blocks] >= threshold[:, None])
+    cols = sel_blocks[:, None] * width + np.arange(width)
+    vals = scores[sel_rows[:, None], cols]
+    keep = vals >= threshold[sel_rows, None]
+    rows = np.broadcast_to(sel_rows[:, None], cols.shape)[keep]
+    cols, vals = cols[keep], vals[keep]
+    if body < n_cols:  # the last, narrower block: compared whole
+        tail = scores[:, body:]
+        tail_rows, tail_cols = np.nonzero(tail >= threshold[:, None])
+        rows = np.concatenate([rows, tail_rows])
+        vals = np.concatenate([vals, tail[tail_rows, tail_cols]])
+        cols = np.concatenate([cols, tail_cols + body])
     if rows.size > n_rows * 64 * k:  # a sea of ties at the threshold: partition instead
         return None
-    vals = scores[rows, cols]
     order = np.lexsort((cols, -vals, rows))
     rows, cols = rows[order], cols[order]
     starts = np.searchsorted(rows, np.arange(n_rows))
@@ -102,10 +116,11 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k <= 0 or n_rows == 0:
         return (np.empty((n_rows, max(k, 0)), dtype=np.int64),
                 np.empty((n_rows, max(k, 0)), dtype=scores.dtype))
-    nan = np.isnan(scores)
-    if nan.any():
-        scores = np.where(nan, -np.inf, scores)
     part = _top_k_by_blocks(scores, k) if k < n_cols else None
+    if part is None:
+        nan = np.isnan(scores)
+        if nan.any():
+            scores = np.where(nan, -np.inf, scores)
     if part is None and k < n_cols:
         kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
         selected = scores >= kth
