@@ -1,8 +1,10 @@
-"""recinc models as River Rankers: River's own checks, progressive validation, the buffer."""
+"""recinc models as River Rankers: River's own checks, progressive validation, the buffer,
+clicks and non-clicks."""
 
 from __future__ import annotations
 
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -11,23 +13,115 @@ pytest.importorskip("river")
 
 from river import checks, evaluate, metrics, optim, preprocessing, reco
 
+import recinc_plugins
 from recinc_plugins.adapters.river import RiverBiasedMF
 from recinc_plugins.baselines import Popularity
 from recinc_plugins.compat.river import RecincRanker
 
+# small, seeded, single-threaded settings, so the registry loop stays quick and two rankers fed
+# the same events end in the same state
+SMALL = {
+    "random": {"seed": 0},
+    "implicit-als": {"factors": 4, "iterations": 3, "num_threads": 1, "seed": 0},
+    "implicit-bpr": {"factors": 4, "iterations": 20, "update_iterations": 2, "num_threads": 1,
+                     "seed": 0},
+    "implicit-lmf": {"factors": 4, "iterations": 5, "update_iterations": 1, "num_threads": 1,
+                     "seed": 0},
+    "lightfm": {"no_components": 4, "epochs": 1, "fit_epochs": 2, "num_threads": 1, "seed": 0},
+    "river-biasedmf": {"n_factors": 4, "seed": 0},
+    "river-funkmf": {"n_factors": 4, "seed": 0},
+    "neural": {"n_factors": 8, "device": "cpu", "seed": 0},
+    **{name: {"seed": 0} for name in ("surprise-svd", "surprise-svdpp", "surprise-nmf")},
+}
+#: the registered models that learn ratings: River's and Surprise's (the others, the neural
+#: model's default ranking loss included, learn implicit feedback)
+RATING_MODELS = ("river-", "surprise-")
 
-@pytest.mark.parametrize(("model", "params"), [
-    ("popularity", None),
-    ("lightfm", {"no_components": 4, "seed": 0}),
-    ("river-biasedmf", {"seed": 0}),
-    ("river-baseline", None),
-])
-def test_rivers_check_estimator_passes(model, params):
-    checks.check_estimator(RecincRanker(model, model_params=params))
+
+def _registered() -> list:
+    """Every registered model, skipped (with the reason) where its extra is not installed."""
+    out = []
+    for row in recinc_plugins.list_models().itertuples():
+        marks = () if row.installed else pytest.mark.skip(
+            reason=f"{row.name} needs the {row.extra!r} extra, which is not installed")
+        out.append(pytest.param(row.name, marks=marks, id=row.name))
+    return out
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_rivers_check_estimator_passes_for_every_registered_model(name):
+    checks.check_estimator(RecincRanker(name, model_params=SMALL.get(name)))
 
 
 def test_check_estimator_passes_with_an_instance_and_mini_batches():
     checks.check_estimator(RecincRanker(Popularity(), batch_size=8))
+
+
+def _clicks_and_non_clicks(n: int = 80) -> list[tuple[str, str, bool]]:
+    """River-style events, the way River's reco routine sends them: (user, item, clicked).
+    User "lurker" never clicks; item "dud" is never clicked."""
+    rng = random.Random(5)
+    users, items = ["ann", "bob", "cid", "dee"], ["a", "b", "c", "d", "e", "f"]
+    events = [(rng.choice(users), rng.choice(items), rng.random() < 0.5) for _ in range(n)]
+    events[0] = ("ann", "a", True)
+    events[10:10] = [("lurker", "a", False), ("bob", "dud", False), ("lurker", "dud", False)]
+    return events
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_clicks_and_non_clicks_never_fail_and_a_non_click_changes_nothing_it_should_not(name):
+    events = _clicks_and_non_clicks()
+    params = SMALL.get(name)
+    every = RecincRanker(name, model_params=params)
+    clicks_only = RecincRanker(name, model_params=params)
+    catalogue = sorted({item for _, item, _ in events})
+    for user, item, clicked in events:
+        for ranker in (every, clicks_only):  # the same calls, for models that draw when scoring
+            assert sorted(ranker.rank(user, catalogue)) == catalogue
+        every.learn_one(user, item, clicked)
+        if clicked:
+            clicks_only.learn_one(user, item, clicked)
+    n_clicks = sum(clicked for *_, clicked in events)
+    users = [user for user, *_ in events] + ["lurker"]
+    items = [item for _, item, _ in events] + ["dud"]
+    scores, cold = every.model_.score(users, items, return_cold=True)
+    if name.startswith(RATING_MODELS):
+        # a rating model learns the non-click as the rating 0, like River's own models
+        assert every.n_skipped == 0 and every.model_.n_events_ == len(events)
+        return
+    # an implicit model: the non-click is not a positive event, so it is not learned at all:
+    # the model is the one that saw the clicks alone, and a user who never clicked is unknown
+    # to it (answered by the cold-start fallback)
+    assert every.n_skipped == len(events) - n_clicks
+    assert every.model_.n_events_ == clicks_only.model_.n_events_ == n_clicks
+    np.testing.assert_array_equal(scores, clicks_only.model_.score(users, items))
+    assert cold[-1] and "lurker" not in every.model_.user_index_.ids.tolist()
+    assert "dud" not in every.model_.item_index_.ids.tolist()
+
+
+def test_a_non_click_is_the_rating_0_for_river_models_as_rivers_own_model_learns_it():
+    events = _clicks_and_non_clicks()
+    ranker = RecincRanker(RiverBiasedMF(n_factors=4, seed=1))
+    native = reco.BiasedMF(n_factors=4, seed=1)
+    for user, item, clicked in events:
+        ranker.learn_one(user, item, clicked)
+        native.learn_one(user, item, clicked)
+    for user, item, _ in events:
+        assert ranker.predict_one(user, item) == pytest.approx(native.predict_one(user, item),
+                                                               abs=1e-12)
+
+
+def test_the_neural_model_learns_non_clicks_as_ratings_only_with_a_rating_loss():
+    pytest.importorskip("torch")
+    events = _clicks_and_non_clicks(30)
+    for loss, skipped in [("mse", 0), ("bpr", sum(not clicked for *_, clicked in events))]:
+        ranker = RecincRanker("neural", model_params={"n_factors": 4, "device": "cpu",
+                                                      "seed": 0, "loss": loss})
+        for event in events:
+            ranker.learn_one(*event)
+        assert ranker.n_skipped == skipped
+        assert ranker.model_.n_events_ == len(events) - skipped
+        assert ranker.model_.predicts_ratings() is (loss == "mse")
 
 
 def _tutorial_stream(frame):

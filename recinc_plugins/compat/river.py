@@ -9,6 +9,14 @@ ranker. ``learn_one`` refuses a bad event (a missing id, a non-finite ``y``) bef
 it; if the model's ``partial_fit`` still fails on the buffered events, ``flush`` raises
 :class:`FlushError`, which carries them: the buffer is emptied either way, so one bad batch
 cannot block the ranker.
+
+What ``y`` means depends on the model. A model that learns ratings (River's and Surprise's
+models, the neural model with ``loss="mse"``) learns ``y`` as the rating, ``False``/``True``
+as 0/1, as River's own reco models do. A model that learns implicit feedback (popularity,
+implicit, LightFM, the neural model with a ranking loss) learns ``y`` as the strength of a
+positive event, and a ``y <= 0`` (River's non-click, ``learn_one(user, item, False)``) is not
+one: it is not given to the model at all (no learning, no new id, no count) and is counted in
+:attr:`RecincRanker.n_skipped`.
 """
 
 from __future__ import annotations
@@ -65,6 +73,10 @@ class RecincRanker(_reco.base.Ranker):
     ----------
     model_
         The recinc model learning the events.
+    n_skipped
+        Events with ``y <= 0`` (non-clicks) not given to a model that learns implicit
+        feedback, where they are not positive events; a model that learns ratings learns
+        every event.
 
     Examples
     --------
@@ -78,6 +90,15 @@ class RecincRanker(_reco.base.Ranker):
     >>> model = preprocessing.PredClipper(RecincRanker("river-baseline"), y_min=1, y_max=5)
     >>> evaluate.progressive_val_score(dataset, model, metrics.MAE())
     MAE: 1.918333
+
+    Clicks and non-clicks, the way River's reco checks send them: a non-click is not a
+    positive event for an implicit-feedback model, so it is skipped, and the stream goes on.
+
+    >>> ranker = RecincRanker("popularity")
+    >>> for user, item, clicked in [("a", "x", True), ("b", "y", False), ("c", "y", False)]:
+    ...     ranker.learn_one(user, item, clicked)
+    >>> ranker.n_skipped, ranker.model_.n_events_, ranker.rank("d", ["y", "x"])
+    (2, 1, ['x', 'y'])
     """
 
     def __init__(self, model: str | IncrementalRecommender = "popularity",
@@ -102,8 +123,8 @@ class RecincRanker(_reco.base.Ranker):
                 "model must be a registered model name or an IncrementalRecommender, got "
                 f"{type(model).__name__}"
             )
-        caps = self.model_.capabilities
-        self._target = "weight" if caps.implicit and not caps.explicit else "rating"
+        self._target: str | None = None  # "rating" or "weight": settled on the first event
+        self._n_skipped = 0
         self._users: list = []
         self._items: list = []
         self._ys: list = []
@@ -127,11 +148,17 @@ class RecincRanker(_reco.base.Ranker):
         """Events given to ``learn_one`` and not yet learned by the model."""
         return len(self._users)
 
+    @property
+    def n_skipped(self) -> int:
+        """Events with ``y <= 0`` not given to a model that learns implicit feedback."""
+        return self._n_skipped
+
     def learn_one(self, user: Any, item: Any, y: Any, x: dict | None = None) -> None:
         """Buffer one event (learned at once when ``batch_size`` is 1).
 
         A missing id or a ``y`` that is not a finite number raises ValueError and buffers
-        nothing.
+        nothing. For a model that learns implicit feedback, an event with ``y <= 0`` (a
+        non-click) is not a positive event: it is counted in ``n_skipped`` and not buffered.
         """
         for name, value in (("user", user), ("item", item)):
             if _is_missing(value):
@@ -143,6 +170,11 @@ class RecincRanker(_reco.base.Ranker):
         if not math.isfinite(value):
             raise ValueError(f"learn_one: y must be a finite number, got {y!r} (user {user!r}, "
                              f"item {item!r}); nothing was buffered")
+        if self._target is None:
+            self._target = "rating" if _learns_ratings(self.model_) else "weight"
+        if value <= 0 and self._target == "weight":
+            self._n_skipped += 1
+            return
         self._users.append(user)
         self._items.append(item)
         self._ys.append(value)
@@ -194,6 +226,17 @@ class RecincRanker(_reco.base.Ranker):
         scores = self.model_.score(_ids([user] * len(items)), _ids(items))
         order = np.argsort(-scores, kind="stable")
         return [items[j] for j in order.tolist()]
+
+
+def _learns_ratings(model: IncrementalRecommender) -> bool:
+    """Whether ``model`` learns ``y`` as a rating, else as the strength of a positive event."""
+    caps = model.capabilities
+    if caps.explicit != caps.implicit:
+        return bool(caps.explicit)
+    # a model for both kinds of feedback (the neural model) learns ratings when, given ratings,
+    # it predicts ratings: ask an unfitted copy, so the model itself learns nothing
+    probe = model.clone().partial_fit(pd.DataFrame({"user": [0], "item": [0], "rating": [1.0]}))
+    return bool(probe.predicts_ratings())
 
 
 def _is_missing(value: Any) -> bool:
