@@ -1,4 +1,4 @@
-"""The ``recinc`` command: ``recinc compare | models | datasets``."""
+"""The ``recinc`` command: ``recinc compare | models | datasets | grid | tune``."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = sub.add_parser("datasets", help="list the named datasets and the data home")
     datasets.add_argument("--data-home", default=None, help="folder holding the datasets")
     datasets.set_defaults(func=_cmd_datasets)
+
+    from .grid.cli import add_grid_commands
+
+    add_grid_commands(sub)
     return parser
 
 

@@ -72,9 +72,10 @@ def test_third_party_models_register_through_entry_points(tmp_path, monkeypatch)
 
 
 def test_importing_the_package_imports_no_optional_library():
-    code = ("import sys, recinc_plugins, recinc_plugins.cli, recinc_plugins.registry;"
+    code = ("import sys, recinc_plugins, recinc_plugins.cli, recinc_plugins.registry,"
+            " recinc_plugins.grid;"
             "print(sorted(m for m in ('torch','lightfm','implicit','river','surprise',"
-            "'matplotlib') if m in sys.modules))")
+            "'matplotlib','ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

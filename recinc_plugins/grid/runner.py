@@ -1,0 +1,288 @@
+"""Running cells: one ``compare`` of one model per cell, in this process, in local worker
+processes, or as Ray tasks (embedded or on a cluster)."""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation import Stream, compare
+from .spec import Cell, Protocol
+
+__all__ = ["CellResult", "LocalExecutor", "RayExecutor", "connect_ray", "ray_installed",
+           "run_cell"]
+
+#: how many times Ray reruns a cell whose worker process died (killed, out of memory)
+RAY_RETRIES = 2
+
+
+@dataclass
+class CellResult:
+    """What a cell sends back: its summary row (ok or failed), and for an ok cell its curves
+    and per-event hits at the headline K (what the paired tests need)."""
+
+    row: dict[str, Any]
+    curves: pd.DataFrame | None = None
+    hits: np.ndarray | None = None
+    traceback: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.row.get("status") == "ok"
+
+
+Factory = tuple[Callable[..., Any], dict[str, Any]]
+
+
+def _cell_columns(cell: Cell) -> dict[str, Any]:
+    return {"cell": cell.key, "dataset": cell.dataset, "step": str(cell.step),
+            "model": cell.model, "params": cell.params_text,
+            "seed": "" if cell.seed is None else cell.seed}
+
+
+def failed_result(cell: Cell, error: str, tb: str | None = None) -> CellResult:
+    """The row of a cell that produced no result (its worker died, or it was never run)."""
+    row = {**_cell_columns(cell), "status": "failed", "error": _one_line(error)}
+    return CellResult(row, traceback=tb or error)
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
+
+
+def run_cell(cell: Cell, stream: Stream, protocol: Protocol, factory: Factory) -> CellResult:
+    """Build the cell's model and replay ``stream`` through it with ``compare`` (``n_jobs=1``);
+    any error is the cell's failure row, never an exception."""
+    t0 = time.perf_counter()
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    columns = _cell_columns(cell)
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "started": started}
+    try:
+        build, defaults = factory
+        model = build(**{**defaults, **cell.model_params()})
+        res = compare({cell.model: model}, stream, ks=protocol.ks, target=protocol.target,
+                      exclude_seen=protocol.exclude_seen, clip=protocol.clip, n_jobs=1,
+                      time_budget_s=protocol.budget, eval_fraction=protocol.eval_fraction,
+                      eval_seed=protocol.eval_seed, threads=protocol.threads)
+    except Exception:
+        tb = traceback.format_exc()
+        row = {**columns, "status": "failed", "error": _one_line(tb), **where,
+               "cell_s": time.perf_counter() - t0}
+        return CellResult(row, traceback=tb)
+    summary = res.summary.iloc[0].to_dict()
+    summary.pop("model", None)
+    row = {**columns, **summary, **where}
+    if cell.model in res.failures:
+        row["error"] = _one_line(res.failures[cell.model])
+        row["cell_s"] = time.perf_counter() - t0
+        return CellResult(row, traceback=res.failures[cell.model])
+    curves = res.curves(window=protocol.window, n_points=100)
+    hits = res.hits()[cell.model] if res.config.ranking else None
+    row["cell_s"] = time.perf_counter() - t0
+    return CellResult(row, curves=curves, hits=hits)
+
+
+def ray_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+Done = Callable[[Cell, CellResult], None]
+
+
+# -- local ---------------------------------------------------------------------------------
+
+
+# libraries whose thread pools (OpenMP, torch's) do not survive a plain fork
+_FORK_UNSAFE = ("torch", "implicit", "lightfm", "sklearn")
+
+
+def _start_method() -> str:
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    return "forkserver" if any(m in sys.modules for m in _FORK_UNSAFE) else "fork"
+
+
+def _worker(conn: Any, cell: Cell, stream: Stream, protocol: Protocol,
+            factory: Factory) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        result = run_cell(cell, stream, protocol, factory)
+    except BaseException as exc:  # run_cell catches what a cell raises; this is the rest
+        result = failed_result(cell, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    try:
+        conn.send(result)
+    finally:
+        conn.close()
+
+
+class LocalExecutor:
+    """Cells on this machine: in this process (``jobs=1``), or each in its own worker process,
+    ``jobs`` at a time. A worker that dies is the cell's failure row; a cell over its budget
+    is stopped between steps, and its worker killed at 1.2 x the budget + 2 s."""
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+
+    def describe(self) -> str:
+        if self.jobs == 1:
+            return "in this process"
+        return f"in local worker processes, {self.jobs} at a time"
+
+    def run(self, tasks: Sequence[tuple[Cell, Any, Factory]], streams: dict[Any, Stream],
+            protocol: Protocol, done: Done) -> None:
+        if self.jobs == 1:
+            for cell, key, factory in tasks:
+                done(cell, run_cell(cell, streams[key], protocol, factory))
+            return
+        ctx = multiprocessing.get_context(_start_method())
+        queue = list(tasks)
+        running: dict[Any, tuple[Cell, Any, float]] = {}
+        hard = None if protocol.budget is None else 1.2 * protocol.budget + 2.0
+        try:
+            while queue or running:
+                while queue and len(running) < self.jobs:
+                    cell, key, factory = queue.pop(0)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_worker, name=f"recinc-grid-{cell.key}",
+                                       args=(send, cell, streams[key], protocol, factory),
+                                       daemon=True)
+                    try:
+                        proc.start()
+                    except Exception:  # say, a model factory that cannot be pickled
+                        recv.close()
+                        done(cell, failed_result(cell, traceback.format_exc()))
+                        continue
+                    finally:
+                        send.close()
+                    running[recv] = (cell, proc, time.monotonic())
+                self._collect(running, hard, done)
+        finally:
+            for conn, (_, proc, _) in running.items():
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()
+                conn.close()
+
+    @staticmethod
+    def _collect(running: dict[Any, tuple[Cell, Any, float]], hard: float | None,
+                 done: Done) -> None:
+        timeout = None
+        if hard is not None:
+            timeout = max(0.0, min(t + hard for _, _, t in running.values()) - time.monotonic())
+        for conn in wait(list(running), timeout=timeout) or []:
+            cell, proc, _ = running.pop(conn)
+            try:
+                result = conn.recv()
+            except (EOFError, OSError):
+                proc.join()
+                result = failed_result(cell, f"the worker process of cell {cell.key} died "
+                                             f"without a result (exit code {proc.exitcode})")
+            proc.join()
+            conn.close()
+            done(cell, result)
+        if hard is not None:
+            for conn, (cell, proc, started) in list(running.items()):
+                if time.monotonic() - started >= hard:
+                    proc.kill()
+                    proc.join()
+                    del running[conn]
+                    conn.close()
+                    done(cell, failed_result(cell, f"TimeoutError: cell {cell.key} went over "
+                                                   f"its budget of {hard:g} s (worker killed)"))
+
+
+# -- Ray -----------------------------------------------------------------------------------
+
+
+def _ray_cell(cell: Cell, stream: Stream, protocol: Protocol, factory: Factory) -> CellResult:
+    import ray
+
+    result = run_cell(cell, stream, protocol, factory)
+    result.row["node"] = ray.get_runtime_context().get_node_id()[:12]
+    return result
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> tuple[bool, str]:
+    """Join the Ray cluster at ``address``, or start an embedded local Ray with ``num_cpus``
+    cores (all by default), unless this process is already connected. Returns whether this
+    call started it (and so must stop it) and where the work will run, in words."""
+    import ray
+
+    if ray.is_initialized():
+        where = "on the Ray instance this process had already started or joined"
+        started = False
+    else:
+        kwargs: dict[str, Any] = {"logging_level": "warning", "log_to_driver": False}
+        if address:
+            ray.init(address=address, **kwargs)
+            where = f"on the Ray cluster at {address}"
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+            where = "on an embedded local Ray"
+        started = True
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    nodes = len([n for n in ray.nodes() if n.get("Alive")])
+    return started, f"{where} ({nodes} node{'s' if nodes != 1 else ''}, {cpus} CPUs)"
+
+
+class RayExecutor:
+    """Cells as Ray tasks: an embedded local Ray by default (``num_cpus`` cores), a running
+    cluster with ``address`` (or ``RAY_ADDRESS``). Each stream goes into the object store
+    once; a cell whose worker dies is rerun (``RAY_RETRIES`` times), then is a failure row."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self._where = ""
+
+    def describe(self) -> str:
+        return self._where
+
+    def run(self, tasks: Sequence[tuple[Cell, Any, Factory]], streams: dict[Any, Stream],
+            protocol: Protocol, done: Done) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        started, self._where = connect_ray(self.address, self.num_cpus)
+        remote = ray.remote(_ray_cell)
+        refs: dict[Any, Cell] = {}
+        try:
+            shared = {key: ray.put(streams[key]) for key in {key for _, key, _ in tasks}}
+            for cell, key, factory in tasks:
+                ref = remote.options(
+                    name=f"recinc-grid-cell-{cell.key}", num_cpus=protocol.threads,
+                    max_retries=RAY_RETRIES, retry_exceptions=False,
+                ).remote(cell, shared[key], protocol, factory)
+                refs[ref] = cell
+            pending = list(refs)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    cell = refs.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except RayError as exc:  # the worker died, retries and all
+                        result = failed_result(cell, f"{type(exc).__name__}: {exc}")
+                    done(cell, result)
+        finally:
+            for ref in refs:  # interrupted: leave nothing running on the cluster
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
