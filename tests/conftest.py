@@ -47,3 +47,29 @@ def explicit_stream() -> pd.DataFrame:
 def implicit_stream() -> pd.DataFrame:
     """3,000 implicit events with weights, 150 users, 300 items (seeded)."""
     return synthetic_stream(n_events=3_000, n_users=150, n_items=300, feedback="implicit", seed=7)
+
+
+@pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``install_plugin(module, source, models)``: install a third-party package for one test.
+
+    Writes ``module.py`` with ``source`` and a distribution (named after the module) whose
+    entry points register ``models`` (model name -> ``"module:attribute"``), puts them on the
+    path, and makes the registry read the entry points again.
+    """
+    from recinc_plugins import registry
+
+    def install(module: str, source: str, models: dict[str, str]) -> None:
+        (tmp_path / f"{module}.py").write_text(source)
+        dist = tmp_path / f"{module}-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text(
+            "[recinc_plugins.models]\n" + "".join(f"{n} = {t}\n" for n, t in models.items()))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+        monkeypatch.setattr(registry, "_plugins_loaded", False)
+
+    return install
+

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 import recinc_plugins
-from recinc_plugins import registry
 from recinc_plugins.base import top_k
 from recinc_plugins.evaluation import Stream, compare
 from recinc_plugins.evaluation.prequential import ReplayConfig, replay
@@ -58,20 +57,11 @@ PLUGIN = textwrap.dedent('''
 
 
 @pytest.fixture
-def plugins(tmp_path, monkeypatch):
+def plugins(install_plugin):
     """Install the plugin package above as a distribution with entry points."""
-    (tmp_path / "thirdparty_engine.py").write_text(PLUGIN)
-    dist = tmp_path / "thirdparty_engine-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-engine\n"
-                                   "Version: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[recinc_plugins.models]\n"
-        "plain-popularity = thirdparty_engine:PlainPopularity\n"
-        "plain-als = thirdparty_engine:plain_als\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    install_plugin("thirdparty_engine", PLUGIN, {
+        "plain-popularity": "thirdparty_engine:PlainPopularity",
+        "plain-als": "thirdparty_engine:plain_als"})
     table = recinc_plugins.list_models().set_index("name")
     assert table.loc["plain-popularity", "source"] == "entry point (thirdparty-engine)"
 

@@ -49,21 +49,13 @@ def test_runtime_registration_and_name_rules(monkeypatch):
         registry.register("My_Pop", Popularity)
 
 
-def test_third_party_models_register_through_entry_points(tmp_path, monkeypatch):
-    (tmp_path / "thirdparty_reco.py").write_text(textwrap.dedent('''
-        from recinc_plugins.baselines import Popularity
+def test_third_party_models_register_through_entry_points(install_plugin):
+    install_plugin("thirdparty_reco", textwrap.dedent('''
+        from recinc_plugins import Popularity
 
         class Trendy(Popularity):
             """Trendy items from a third-party package."""
-    '''))
-    dist = tmp_path / "thirdparty_reco-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-reco\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[recinc_plugins.models]\ntrendy = thirdparty_reco:Trendy\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    '''), {"trendy": "thirdparty_reco:Trendy"})
     table = recinc_plugins.list_models().set_index("name")
     assert table.loc["trendy", "source"] == "entry point (thirdparty-reco)"
     model = recinc_plugins.make("trendy")
