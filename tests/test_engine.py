@@ -134,7 +134,8 @@ def test_on_ml100k_every_fast_path_gives_the_plain_numbers(plugins, ml100k):
     params = {"seed": 0, "num_threads": 1}
     stream = Stream(ml100k, step=1_000)
     als = compare({"fast": recinc_plugins.make("implicit-als", **params),
-                   "plain": recinc_plugins.make("plain-als", **params)}, stream, k=10)
+                   "plain": recinc_plugins.make("plain-als", **params)}, stream, k=10,
+                  cold_start="newcomer")
     _same(als)
     assert als.summary.loc[0, "recall@10"] == pytest.approx(0.05771, abs=1e-9)
 
@@ -249,3 +250,28 @@ def test_small_steps_replay_with_one_thread_and_large_ones_with_the_cores(explic
     assert max((lib["num_threads"] for lib in threadpool_info()), default=1) == before
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         compare({"m": Probe()}, Stream(explicit_stream, step=100), threads=0)
+
+
+def test_a_comparison_gives_every_model_the_same_cold_start_and_a_seed(explicit_stream):
+    from recinc_plugins import Newcomer
+
+    stream = Stream(explicit_stream, step=300, warmup=300)
+    models = {"pop": recinc_plugins.make("popularity"),
+              "als": recinc_plugins.make("implicit-als", factors=8, num_threads=1),
+              "own": recinc_plugins.make("popularity", cold_start=Newcomer(first_events=3)),
+              "svd": recinc_plugins.make("surprise-svd", seed=7)}
+    res = compare(models, stream, k=10)
+    settings = res.summary.set_index("model")[["cold_start", "seed"]]
+    assert settings.loc["pop", "cold_start"] == settings.loc["als", "cold_start"] == "popularity"
+    assert settings.loc["svd", "cold_start"] == "popularity"
+    assert settings.loc["own", "cold_start"].startswith("Newcomer(first_events=3")
+    assert settings.loc["als", "seed"] == 0 and settings.loc["svd", "seed"] == 7
+    assert models["als"].seed is None and models["als"].cold_start == "newcomer"  # untouched
+    again = compare(models, stream, k=10)
+    pd.testing.assert_frame_equal(res.summary.filter(regex="@"), again.summary.filter(regex="@"))
+    newcomer = compare(models, stream, k=10, cold_start="newcomer").summary.set_index("model")
+    assert newcomer.loc["pop", "cold_start"] == "newcomer"
+    with pytest.raises(ValueError, match="cold_start must be"):
+        compare(models, stream, cold_start="zero")
+    with pytest.raises(ValueError, match="seed must be"):
+        compare(models, stream, seed=-1)

@@ -61,6 +61,13 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 1, every event)")
     parser.add_argument("--eval-seed", type=int, default=0, metavar="N",
                         help="seed of the --eval-fraction draw (default: 0)")
+    parser.add_argument("--cold-start", default="popularity",
+                        help="how every model answers unknown users: popularity, newcomer, or "
+                             "own (each model's own policy); a model given its own with "
+                             "--param NAME.cold_start=... keeps it (default: popularity)")
+    parser.add_argument("--seed", default="0",
+                        help="seed of every model not given one (an integer, or none to leave "
+                             "them unseeded; default: 0)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="BLAS/OpenMP/torch threads per model during the replay (default: "
                              "1 for steps under 10,000 events, else the model's share of the "
@@ -152,6 +159,20 @@ def run_compare(args: argparse.Namespace) -> int:
     if not 0 < args.eval_fraction <= 1:  # (False for NaN too)
         raise ValueError(f"--eval-fraction must be in (0, 1], the fraction of the scored "
                          f"events that is ranked, got {args.eval_fraction:g}")
+    cold_start = None if args.cold_start == "own" else args.cold_start
+    if cold_start not in (None, "popularity", "newcomer"):
+        raise ValueError(f"--cold-start must be popularity, newcomer or own, got "
+                         f"{args.cold_start!r}")
+    if args.seed.strip().lower() == "none":
+        seed = None
+    else:
+        try:
+            seed = int(args.seed)
+        except ValueError:
+            raise ValueError(f"--seed must be a non-negative integer or none, got "
+                             f"{args.seed!r}") from None
+        if seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer or none, got {seed}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.eval_seed < 0:
@@ -206,7 +227,7 @@ def run_compare(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, resume=args.resume,
                          time_budget_s=budget, eval_fraction=args.eval_fraction,
                          eval_seed=args.eval_seed, out=args.out, device=args.device,
-                         threads=args.threads)
+                         threads=args.threads, cold_start=cold_start, seed=seed)
     except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
         result = exc.result
     if not args.quiet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import inspect
 import io
 import json
 import multiprocessing
@@ -22,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .._threads import cores
-from ..base import IncrementalRecommender
+from ..base import IncrementalRecommender, Newcomer
+from ..coldstart import check_cold_start
 from .metrics import (
     drift_points,
     event_metrics,
@@ -61,6 +63,8 @@ class CompareResult:
         Model name -> the traceback of the error that stopped it.
     unfinished : list
         The models an interrupted run (Ctrl-C) stopped before they finished.
+    settings : dict
+        Model name -> ``{"cold_start": ..., "seed": ...}``: what the comparison ran it with.
     summary : pandas.DataFrame
         One row per model (failed ones too, with ``status="failed"``, and the unfinished ones
         of an interrupted run with ``status="not finished"``).
@@ -75,6 +79,8 @@ class CompareResult:
     failures: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    #: per model, the cold-start policy and seed the comparison gave it
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mask = self.config.sample(self.stream.n_scored)
@@ -163,6 +169,7 @@ class CompareResult:
         ranked = self._ranked
         row: dict[str, Any] = {"model": name, "status": "ok", "events": n,
                                "scored_events": self.n_ranked}
+        row.update(self.settings.get(name, {}))
         k0 = self.k
         if config.ranking:
             rank = ranked(rec.rank)
@@ -323,6 +330,42 @@ def _summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
+
+
+def _settled(models: dict[str, IncrementalRecommender], cold_start: Any, seed: Any
+             ) -> tuple[dict[str, IncrementalRecommender], dict[str, dict[str, Any]]]:
+    """Copies of ``models`` under the comparison's cold-start policy and seed (see
+    ``compare``), and what each ended with (``{"cold_start": ..., "seed": ...}``)."""
+    if cold_start is not None:
+        check_cold_start(cold_start, "cold_start")
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(
+            seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    settled, settings = {}, {}
+    for name, model in models.items():
+        model = copy.deepcopy(model)
+        names = model._param_names()
+        defaults = {p.name: p.default
+                    for p in inspect.signature(type(model).__init__).parameters.values()}
+        if cold_start is not None:
+            if "cold_start" not in names:
+                model.cold_start = cold_start  # the shared fallback reads it (not a parameter)
+            elif _same(model.cold_start, defaults["cold_start"]):
+                model.set_params(cold_start=cold_start)
+        if seed is not None and "seed" in names and model.seed is None:
+            model.set_params(seed=int(seed))
+        policy = model._cold_start_policy()
+        settings[name] = {"cold_start": policy if isinstance(policy, str) else repr(policy),
+                          "seed": getattr(model, "seed", None) if "seed" in names else None}
+        settled[name] = model
+    return settled, settings
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return value is default or bool(value == default)
+    except Exception:
+        return False
 
 
 def _as_models(models: Any) -> dict[str, IncrementalRecommender]:
@@ -596,6 +639,8 @@ def compare(
     out: str | Path | None = None,
     device: str = "auto",
     threads: int | None = None,
+    cold_start: str | Newcomer | None = "popularity",
+    seed: int | None = 0,
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -640,6 +685,15 @@ def compare(
         same events for every model; every event is still learned. Every metric is then over
         the ranked events (``scored_events`` in the summary), with a 95% interval on the
         headline recall (``recall@K_lo``, ``recall@K_hi``). Candidate items are never sampled.
+    cold_start
+        How every model answers unknown users, so that a comparison compares like with like:
+        ``"popularity"`` (the default), ``"newcomer"`` or a ``Newcomer(...)``. A model whose
+        ``cold_start`` parameter differs from its class's default keeps its own; ``None`` lets
+        every model keep its own. The summary's ``cold_start`` column says which each used.
+    seed
+        The seed of every model whose ``seed`` is None (an int), so two runs of the same
+        comparison give the same numbers; ``None`` leaves the models as given. The summary's
+        ``seed`` column says which each used.
     threads
         BLAS/OpenMP/torch threads per model during the replay (the warm-up ``fit`` uses every
         core it has). None: one for steps under ``SMALL_STEP`` (10,000) events, else the
@@ -711,6 +765,7 @@ def compare(
             threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None (chosen by step size), "
                          f"got {threads!r}")
+    models, settings = _settled(models, cold_start, seed)
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
@@ -725,7 +780,7 @@ def compare(
                 if live is not None:
                     live.started(name)
                 try:
-                    records[name] = replay(name, copy.deepcopy(model), stream, config)
+                    records[name] = replay(name, model, stream, config)  # (our copy)
                 except Exception:
                     failures[name] = traceback.format_exc()
                 if live is not None:
@@ -742,7 +797,7 @@ def compare(
     records = {name: records[name] for name in order if name in records}
     unfinished = [name for name in order if name not in records and name not in failures]
     result = CompareResult(stream=stream, config=config, records=records, failures=failures,
-                           order=order, unfinished=unfinished)
+                           order=order, unfinished=unfinished, settings=settings)
     if live is not None:
         live.finish(result, interrupted)
     if interrupted:
