@@ -1,12 +1,9 @@
 """The contract: what every model offers (the public verbs) and the hooks a model implements.
 
-A model subclasses :class:`IncrementalRecommender`, stores its parameters in ``__init__`` and
-implements three hooks (``_grow``, ``_partial_fit``, ``_score_users``), optionally a few more;
-``docs/extending.md`` writes one in a page. The machinery behind the verbs has its own modules:
-``state`` (id maps, seen items, counts; interactions to a :class:`Batch`), ``ranking``
-(:func:`top_k`, ``recommend``), ``coldstart`` (the fallback for unknown users),
-``persistence`` (``save``/``load``), ``params`` (``get_params``, ``clone``, parameter checks)
-and ``growth`` (the arrays ``_grow`` extends).
+A model subclasses :class:`IncrementalRecommender`, stores its parameters and implements three
+hooks, optionally a few more (``docs/extending.md`` writes one in a page). The machinery behind
+the verbs has its own modules: ``state`` (id maps, seen items, counts, :class:`Batch`),
+``ranking`` (:func:`top_k`), ``coldstart``, ``persistence``, ``params`` and ``growth``.
 """
 
 from __future__ import annotations
@@ -189,13 +186,9 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
         return load_model(path, cls)
 
     # -- the encoded interface: what the evaluation harness uses -----------------------------
-    #
-    # Ids in, dense indices out (``add_ids``), then everything in those indices: learn a batch
-    # (``learn_encoded``), score blocks of users (``score_block``), pairs (``score_encoded``)
-    # and unknown users (``cold_scores``), and say what the scores do not depend on
-    # (``shared_scores``: not on the user; ``item_vectors``/``user_vectors``: a dot product).
-    # A model written outside this package gets all of it from the hooks below; overriding
-    # the optional ones only makes the harness faster, never changes a number.
+    # Ids in, dense indices out (``add_ids``), then everything in indices. Every model gets it
+    # from the hooks below; overriding ``shared_scores`` or ``item_vectors``/``user_vectors``
+    # only makes the harness faster, never changes a number.
 
     def reset(self: Self) -> Self:
         """Forget everything learned: the model is as after ``fit`` on no events."""

@@ -168,6 +168,8 @@ class NeuralRecommender(IncrementalRecommender):
     #: parameters saved under an earlier name (``load`` maps them)
     _renamed_params: ClassVar[dict[str, str]] = {"fallback": "cold_start"}
 
+    # -- parameters and validation -------------------------------------------------------------
+
     def __init__(
         self,
         n_factors: int = 64,
@@ -221,8 +223,6 @@ class NeuralRecommender(IncrementalRecommender):
         self.device = device
         self.num_threads = num_threads
         self.seed = seed
-
-    # -- parameters --------------------------------------------------------------------------
 
     def _check_params(self) -> None:
         for name, minimum in (("n_factors", 1), ("history", 0), ("n_negatives", 1),
@@ -279,7 +279,7 @@ class NeuralRecommender(IncrementalRecommender):
             raise ValueError(f"device={self.device!r} but CUDA is not available here")
         return device
 
-    # -- state -------------------------------------------------------------------------------
+    # -- growth --------------------------------------------------------------------------------
 
     def _init_model(self) -> None:
         if self.num_threads is not None:
@@ -335,7 +335,7 @@ class NeuralRecommender(IncrementalRecommender):
         self.hist_ = grown(self.hist_, self.n_users, spare=True)
         self.hist_count_ = grown(self.hist_count_, self.n_users, spare=True)
 
-    # -- learning ----------------------------------------------------------------------------
+    # -- learning ------------------------------------------------------------------------------
 
     def _validate(self, interactions: Any) -> pd.DataFrame:
         frame = super()._validate(interactions)
@@ -571,7 +571,7 @@ class NeuralRecommender(IncrementalRecommender):
         arena.step(torch.from_numpy(uniq).to(dev), summed, self.learning_rate_)
         return loss
 
-    # -- scoring -----------------------------------------------------------------------------
+    # -- scoring -------------------------------------------------------------------------------
 
     def predicts_ratings(self) -> bool:
         return self.loss in _RATING_LOSSES and self.n_ratings_ > 0
@@ -664,7 +664,7 @@ class NeuralRecommender(IncrementalRecommender):
         scores = (zb * self._item_table(items)).sum(1) + bias
         return scores.cpu().numpy().astype(np.float64)
 
-    # -- persistence -------------------------------------------------------------------------
+    # -- persistence ---------------------------------------------------------------------------
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
