@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import sys
@@ -180,6 +181,23 @@ def run_grid(spec: GridSpec | str | Path, out: str | Path | None = None, *,
                       ran=ran, skipped=skipped, where=executor.describe())
 
 
+def cell_factory(name: str, threads: int) -> tuple[Any, dict[str, Any]]:
+    """The registered model's factory and the parameters every cell of it starts from: the
+    registry's defaults, and ``num_threads=threads`` for a model with its own thread pool (a
+    cell has ``threads`` cores; the library's default, every core, would oversubscribe them
+    and make hogwild-trained models such as implicit's BPR depend on the thread schedule)."""
+    model = get_spec(name)
+    build = model.load()
+    try:
+        parameters = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    defaults = dict(model.defaults)
+    if "num_threads" in parameters:
+        defaults.setdefault("num_threads", threads)
+    return build, defaults
+
+
 def _prepare(spec: GridSpec, todo: list[Cell], failed: Any
              ) -> tuple[list[tuple[Cell, Any, Any]], dict[Any, Stream]]:
     """Load each dataset once and cut it into a stream per step size; resolve each model's
@@ -204,7 +222,6 @@ def _prepare(spec: GridSpec, todo: list[Cell], failed: Any
             failed(cell, failed_result(cell, errors[key]))
             continue
         if cell.name not in factories:
-            model = get_spec(cell.name)
-            factories[cell.name] = (model.load(), dict(model.defaults))
+            factories[cell.name] = cell_factory(cell.name, spec.protocol.threads)
         tasks.append((cell, key, factories[cell.name]))
     return tasks, streams

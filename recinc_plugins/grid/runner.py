@@ -152,6 +152,8 @@ class LocalExecutor:
                 done(cell, run_cell(cell, streams[key], protocol, factory))
             return
         ctx = multiprocessing.get_context(_start_method())
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["numpy", "pandas", "recinc_plugins.grid.runner"])
         queue = list(tasks)
         running: dict[Any, tuple[Cell, Any, float]] = {}
         hard = None if protocol.budget is None else 1.2 * protocol.budget + 2.0

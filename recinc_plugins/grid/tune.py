@@ -319,6 +319,8 @@ def tune_model(model: str, space: str | Path | Mapping[str, Any],
     fixed.update({key: d[1] for key, d in domains.items() if d[0] == "fixed"})
     if "seed" in accepted and "seed" not in fixed:
         fixed["seed"] = seed
+    if "num_threads" in accepted and "num_threads" not in fixed:
+        fixed["num_threads"] = 1  # a trial has one core
     tunable = {key: d for key, d in domains.items() if d[0] != "fixed"}
     if not tunable:
         raise ValueError("the search space has no parameter to tune (every one is fixed)")
