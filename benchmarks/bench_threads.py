@@ -26,8 +26,8 @@ import time
 
 from recinc_plugins._threads import cores
 
-PARAMS = {"implicit-als": {"random_state": 0}, "surprise-svd": {"random_state": 0},
-          "implicit-bpr": {"random_state": 0}, "lightfm": {"random_state": 0}}
+PARAMS = {"implicit-als": {"seed": 0}, "surprise-svd": {"seed": 0},
+          "implicit-bpr": {"seed": 0}, "lightfm": {"seed": 0}}
 
 
 def child(spec: dict) -> dict:
