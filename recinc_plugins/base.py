@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from .coldstart import COLD_STARTS, NEWCOMER_EVENTS, NEWCOMER_HALF_LIFE, ColdStart, Newcomer
+from .context import Context
 from .ids import _as_id_array
 from .params import Parameters
 from .persistence import FORMAT_VERSION, ModelFileError, load_model, save_model
@@ -52,6 +53,9 @@ class Capabilities:
         ``"features"`` (through side features when given, else that fallback).
     side_features
         Accepts user/item side features.
+    context
+        Scores a user with its recent events given as context (``score_block(users,
+        context)``), unknown users too; the others ignore context.
     """
 
     explicit: bool = False
@@ -59,6 +63,7 @@ class Capabilities:
     update: str = "per-event"
     cold_start: str = "popularity"
     side_features: bool = False
+    context: bool = False
 
 
 class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
@@ -213,11 +218,16 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
         self._ingest_and_learn(batch)
         return self
 
-    def score_block(self, users: np.ndarray) -> np.ndarray:
+    def score_block(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
         """Scores of every item (``n_items`` columns, in index order) for known users given as
         dense indices: float32 or float64, higher is better; NaN and -inf are never
-        recommended. The array may be the model's own: read it, do not write to it."""
-        return self._score_users(np.asarray(users, dtype=np.int64))
+        recommended. The array may be the model's own: read it, do not write to it. A
+        :class:`~recinc_plugins.context.Context` (a row per user: events not learned yet)
+        reaches models with ``capabilities.context``, where -1 is a user scored from it alone."""
+        users = np.asarray(users, dtype=np.int64)
+        if context is None or not self.capabilities.context:
+            return self._score_users(users)
+        return self._score_in_context(users, context)
 
     def score_encoded(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """One score (a predicted rating for rating models) per pair of dense indices; -1
@@ -250,8 +260,9 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
         itself, in float32 blocks under a memory budget, on a GPU where there is one."""
         return None
 
-    def user_vectors(self, users: np.ndarray) -> np.ndarray:
-        """The vectors of known users (dense indices) that ``item_vectors`` pairs with."""
+    def user_vectors(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
+        """The vectors of known users (dense indices) that ``item_vectors`` pairs with; with a
+        context, as ``score_block``'s."""
         raise NotImplementedError(f"{type(self).__name__} has no item_vectors")
 
     def predicts_ratings(self) -> bool:
@@ -292,6 +303,12 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
     @abc.abstractmethod
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores of all ``n_items`` known items for known users (dense indices)."""
+
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Models with ``capabilities.context``: ``_score_users`` with each user's context
+        (users may be -1: unknown, scored from the context alone)."""
+        raise NotImplementedError(f"{type(self).__name__} says it uses context but has no "
+                                  "_score_in_context")
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """One score per pair of known users and items (dense indices)."""

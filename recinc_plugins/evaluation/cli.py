@@ -61,6 +61,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: 1, every event)")
     parser.add_argument("--eval-seed", type=int, default=0, metavar="N",
                         help="seed of the --eval-fraction draw (default: 0)")
+    parser.add_argument("--context", choices=("learned", "fresh"), default="learned",
+                        help="learned: score each event with what the model learned before its "
+                             "step; fresh: also with the user's earlier events in the step, as "
+                             "context (default: learned)")
     parser.add_argument("--cold-start", default="popularity",
                         help="how every model answers unknown users: popularity, newcomer, or "
                              "own (each model's own policy); a model given its own with "
@@ -227,7 +231,8 @@ def run_compare(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, resume=args.resume,
                          time_budget_s=budget, eval_fraction=args.eval_fraction,
                          eval_seed=args.eval_seed, out=args.out, device=args.device,
-                         threads=args.threads, cold_start=cold_start, seed=seed)
+                         threads=args.threads, cold_start=cold_start, seed=seed,
+                         context=args.context)
     except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
         result = exc.result
     if not args.quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import inspect
 import io
@@ -170,6 +171,7 @@ class CompareResult:
         row: dict[str, Any] = {"model": name, "status": "ok", "events": n,
                                "scored_events": self.n_ranked}
         row.update(self.settings.get(name, {}))
+        row["context"] = config.context
         k0 = self.k
         if config.ranking:
             rank = ranked(rec.rank)
@@ -193,7 +195,8 @@ class CompareResult:
             row[f"cold_user_recall@{k0}"] = _mean(hit[cold_user])
             row["cold_item_events"] = int(cold_item.sum())
             if config.exclude_seen:
-                row["repeat_events"] = int(ranked(stream.repeat).sum())
+                repeat = stream.seen_before if config.context == "fresh" else stream.repeat
+                row["repeat_events"] = int(ranked(repeat).sum())
         if stream.has_ratings:
             off = stream.n_warmup
             row.update(rating_metrics(ranked(rec.pred), ranked(stream.ratings[off:])))
@@ -641,6 +644,7 @@ def compare(
     threads: int | None = None,
     cold_start: str | Newcomer | None = "popularity",
     seed: int | None = 0,
+    context: str = "learned",
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -685,6 +689,11 @@ def compare(
         same events for every model; every event is still learned. Every metric is then over
         the ranked events (``scored_events`` in the summary), with a 95% interval on the
         headline recall (``recall@K_lo``, ``recall@K_hi``). Candidate items are never sampled.
+    context
+        ``"learned"`` (the default): an event is scored against what the model has learned,
+        the steps before. ``"fresh"``: also with its user's events earlier in the same step,
+        given as context (not learned; models with ``capabilities.context`` use them) and
+        excluded from the candidates. See ``docs/protocol.md``.
     cold_start
         How every model answers unknown users, so that a comparison compares like with like:
         ``"popularity"`` (the default), ``"newcomer"`` or a ``Newcomer(...)``. A model whose
@@ -765,6 +774,9 @@ def compare(
             threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None (chosen by step size), "
                          f"got {threads!r}")
+    if context not in ("learned", "fresh"):
+        raise ValueError(f"context must be 'learned' or 'fresh', got {context!r}")
+    config = dataclasses.replace(config, context=context)
     models, settings = _settled(models, cold_start, seed)
     order = list(models)
     if config.checkpoint_dir and config.resume:

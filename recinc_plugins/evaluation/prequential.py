@@ -27,11 +27,14 @@ import numpy as np
 from .._threads import cores
 from .._threads import limit as limit_threads
 from ..base import Batch, IncrementalRecommender, top_k
+from ..context import Context
 from ..sparse import concat_ranges
 from .stream import Stream
 
 __all__ = ["ReplayConfig", "ReplayRecord", "replay"]
 
+#: with fresh context, a row is scored with at most this many of its user's latest in-step items
+CONTEXT_ITEMS = 50
 #: steps of fewer events than this replay with one thread by default (ReplayConfig.threads);
 #: measured with implicit-als on ml-100k on a shared 2-core machine: one thread was as fast or
 #: faster at steps of 10 to 10,000 events, and 10x faster at one event with a second replay
@@ -67,6 +70,10 @@ class ReplayConfig:
     #: where factor models' scores are computed: "auto" (a CUDA GPU through torch where there
     #: is one, else numpy), "numpy", or a torch device ("cuda", "cuda:1", "cpu")
     device: str = "auto"
+    #: "learned": an event is scored with what the model has learned (the steps before);
+    #: "fresh": also with its user's events earlier in the same step, given as context (not
+    #: learned) and excluded from the candidates
+    context: str = "learned"
     #: BLAS/OpenMP/torch threads for the model's learning and scoring during the replay
     #: (the warm-up ``fit`` runs with every core): None picks 1 for steps under
     #: ``SMALL_STEP`` events (a small solve gains nothing from more, and loses most on a busy
@@ -79,7 +86,7 @@ class ReplayConfig:
     def key(self) -> tuple:
         """What a checkpoint must agree on to be resumed."""
         return (self.ks, self.exclude_seen, self.ranking, self.rating, self.clip,
-                self.eval_fraction, self.eval_seed)
+                self.eval_fraction, self.eval_seed, self.context)
 
     def sample(self, n_scored: int) -> np.ndarray | None:
         """Which of ``n_scored`` events are ranked: a boolean mask, or None for all of them.
@@ -146,6 +153,11 @@ class _ByteCounter:
     def write(self, data: bytes) -> int:
         self.n += len(data)
         return len(data)
+
+
+def _user_vectors(model: IncrementalRecommender, users: np.ndarray,
+                  context: Context | None) -> np.ndarray:
+    return model.user_vectors(users) if context is None else model.user_vectors(users, context)
 
 
 def replay_threads(stream: Stream, config: ReplayConfig) -> int:
@@ -363,43 +375,33 @@ class _Replay:
             return np.inf if config.exclude_seen and stream.repeat[p] else rank
         if isinstance(pos, slice):
             pos = np.arange(pos.start, pos.stop)
-        uniq, inverse = np.unique(users, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        lists = np.empty((uniq.size, kmax), dtype=np.int64)
-        known = uniq < self.n_users_before[j]
-        n_known = int(np.count_nonzero(known))
-        if config.exclude_seen and n_known:
-            # every event of a user in a step has the same history before the step
-            any_event = np.empty(uniq.size, dtype=np.int64)
-            any_event[inverse] = pos
-            user_ptr, _, n_before = stream.history
-            starts = user_ptr[uniq[known]]
-            counts = n_before[any_event[known]]
+        user_ptr, _, n_before = stream.history
+        # one row per user, or with fresh context one per (user, its events before the event
+        # in this step): every event of a row has the same candidates and context
+        if config.context == "fresh":
+            within = self._within_step(j)[pos - (self.bounds[j] - stream.n_warmup)]
+            span = int(within.max()) + 1
+            keys, inverse = np.unique(users.astype(np.int64) * span + within,
+                                      return_inverse=True)
+            uniq, row_within = keys // span, keys % span
         else:
-            starts = counts = np.zeros(n_known, dtype=np.int64)
-        clock = time.perf_counter
-        if n_known < uniq.size:
-            t0 = clock()
-            cold = self.model.cold_scores()
-            record.score_s[j] += clock() - t0
-            row = self._to_stream_order(cold, n_items)
-            lists[~known] = self._shared_lists(row, np.zeros(1, np.int64),
-                                               np.zeros(1, np.int64), kmax)
-        if n_known:
-            model = self.model
-            t0 = clock()
-            shared = model.shared_scores()
-            record.score_s[j] += clock() - t0
-            mapped = self.table_u[uniq[known]]
-            if shared is not None:
-                row = self._to_stream_order(shared, n_items)
-                found = self._shared_lists(row, starts, counts, kmax)
-            else:
-                found = self._row_lists(j, mapped, starts, counts, n_items, kmax)
-            if n_known == uniq.size:
-                lists = found
-            else:
-                lists[known] = found
+            uniq, inverse = np.unique(users, return_inverse=True)
+            row_within = np.zeros(uniq.size, dtype=np.int64)
+        inverse = inverse.reshape(-1)
+        any_event = np.empty(uniq.size, dtype=np.int64)
+        any_event[inverse] = pos
+        known = uniq < self.n_users_before[j]
+        starts = user_ptr[uniq]
+        # the user's events before the step (none for a user new in the step), then those
+        # before the event in the step
+        learned = np.where(known, n_before[any_event], 0)
+        counts = learned + row_within if config.exclude_seen else np.zeros(uniq.size, np.int64)
+        with_context = row_within > 0
+        if with_context.any() and getattr(self.model.capabilities, "context", False):
+            lists = self._context_lists(j, uniq, known, starts + learned, row_within, starts,
+                                        counts, n_items, kmax)
+        else:
+            lists = self._plain_lists(j, uniq, known, starts, counts, n_items, kmax)
         record.scored_users[j] += uniq.size
         for r, k in enumerate(config.ks):
             top = lists[:, :k]
@@ -410,8 +412,84 @@ class _Replay:
         rank = np.where(match.any(axis=1), match.argmax(axis=1), np.inf)
         if config.exclude_seen:
             # a repeat's item was masked, so it is never found: a miss by construction
-            rank[stream.repeat[pos]] = np.inf
+            repeat = stream.seen_before if config.context == "fresh" else stream.repeat
+            rank[repeat[pos]] = np.inf
         return rank
+
+    def _plain_lists(self, j: int, uniq: np.ndarray, known: np.ndarray, starts: np.ndarray,
+                     counts: np.ndarray, n_items: int, kmax: int) -> np.ndarray:
+        """Top-``kmax`` lists of rows of users (stream codes ``uniq``) scored without context,
+        each past its excluded items (``counts`` of its user's items from ``starts``)."""
+        record, model = self.record, self.model
+        clock = time.perf_counter
+        lists = np.empty((uniq.size, kmax), dtype=np.int64)
+        n_known = int(np.count_nonzero(known))
+        if n_known < uniq.size:
+            t0 = clock()
+            cold = model.cold_scores()
+            record.score_s[j] += clock() - t0
+            row = self._to_stream_order(cold, n_items)
+            lists[~known] = self._shared_lists(row, starts[~known], counts[~known], kmax)
+        if n_known:
+            t0 = clock()
+            shared = model.shared_scores()
+            record.score_s[j] += clock() - t0
+            if shared is not None:
+                row = self._to_stream_order(shared, n_items)
+                found = self._shared_lists(row, starts[known], counts[known], kmax)
+            else:
+                found = self._row_lists(j, self.table_u[uniq[known]], starts[known],
+                                        counts[known], n_items, kmax)
+            if n_known == uniq.size:
+                return found
+            lists[known] = found
+        return lists
+
+    def _context_lists(self, j: int, uniq: np.ndarray, known: np.ndarray,
+                       context_starts: np.ndarray, context_counts: np.ndarray,
+                       starts: np.ndarray, counts: np.ndarray, n_items: int,
+                       kmax: int) -> np.ndarray:
+        """Top-``kmax`` lists when the model uses context: rows with in-step events before
+        theirs are scored with them (the last ``CONTEXT_ITEMS`` the model knows, unknown users
+        included, as -1), the others as without context."""
+        stream = self.stream
+        _, user_items, _ = stream.history
+        take = np.minimum(context_counts, CONTEXT_ITEMS)
+        idx = concat_ranges(context_starts + context_counts - take, take)
+        items = self.table_i[user_items[idx]]
+        values = stream.ratings if stream.ratings is not None else stream.weights
+        values = np.ones(idx.size) if values is None else values[stream.user_events[idx]]
+        owner = np.repeat(np.arange(uniq.size), take)
+        mapped = items >= 0  # an item first seen in this step is unknown to the model
+        lengths = np.bincount(owner[mapped], minlength=uniq.size)
+        has = lengths > 0
+        lists = np.empty((uniq.size, kmax), dtype=np.int64)
+        if not has.all():
+            lists[~has] = self._plain_lists(j, uniq[~has], known[~has], starts[~has],
+                                            counts[~has], n_items, kmax)
+        if has.any():
+            lengths = lengths[has]
+            keep = mapped & has[owner]
+            context = Context(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                              items[keep], values[keep].astype(np.float64))
+            users = np.where(known[has], self.table_u[uniq[has]], -1)
+            lists[has] = self._row_lists(j, users, starts[has], counts[has], n_items, kmax,
+                                         context)
+        return lists
+
+    def _within_step(self, j: int) -> np.ndarray:
+        """For each event of step ``j``: how many events of its user come before it in the
+        step."""
+        s, t = self.bounds[j], self.bounds[j + 1]
+        users = self.stream.users[s:t]
+        order = np.argsort(users, kind="stable")
+        sorted_users = users[order]
+        first = np.ones(users.size, dtype=bool)
+        first[1:] = sorted_users[1:] != sorted_users[:-1]
+        group_start = np.maximum.accumulate(np.where(first, np.arange(users.size), 0))
+        within = np.empty(users.size, dtype=np.int64)
+        within[order] = np.arange(users.size) - group_start
+        return within
 
     def _one_rank(self, j: int, user: int, known: bool, start: int, count: int,
                   n_items: int, item: int) -> float:
@@ -492,7 +570,10 @@ class _Replay:
         if counts.size and counts.max() > 0:
             idx = concat_ranges(starts, counts)
             first = self.stream.history_first[idx]
-            x_items = user_items[idx][first]
+            x_items = user_items[idx]
+            # an item new in this step (fresh context) is no candidate: nothing to strike
+            first &= x_items < row.size
+            x_items = x_items[first]
             x_user = np.repeat(np.arange(n), counts)[first]
             longest = int(np.bincount(x_user, minlength=n).max())
         else:
@@ -530,7 +611,7 @@ class _Replay:
         return out
 
     def _row_lists(self, j: int, mapped: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-                   n_items: int, kmax: int) -> np.ndarray:
+                   n_items: int, kmax: int, context: Context | None = None) -> np.ndarray:
         """Top-``kmax`` lists of known users (model indices ``mapped``) from score rows: the
         model's GEMM when it has ``item_vectors``, else its ``score_block``, in blocks of users
         that keep a block's scores under ``_BLOCK_BYTES``."""
@@ -544,33 +625,36 @@ class _Replay:
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         record.score_s[j] += clock() - t0
         if vectors is not None and self.device is not None:
-            return self._torch_lists(j, mapped, starts, counts, vectors, kmax)
+            return self._torch_lists(j, mapped, starts, counts, vectors, kmax, context)
         itemsize = 4 if vectors is not None else 8
         block = max(1, _BLOCK_BYTES // itemsize // max(n_items, 1))
         out = np.full((mapped.size, kmax), -1, dtype=np.int64)
         for b0 in range(0, mapped.size, block):
             rows = mapped[b0:b0 + block]
+            ctx = None if context is None else context.take(np.arange(b0, b0 + rows.size))
             t0 = clock()
             if vectors is not None:
-                scores = np.asarray(model.user_vectors(rows), dtype=np.float32) @ vectors
+                scores = np.asarray(_user_vectors(model, rows, ctx), dtype=np.float32) @ vectors
                 record.score_s[j] += clock() - t0
                 record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
                     2 * scores.size * vectors.shape[0]
             else:
-                raw = model.score_block(rows)
+                raw = model.score_block(rows) if ctx is None else model.score_block(rows, ctx)
                 record.score_s[j] += clock() - t0
                 scores = self._to_stream_order(raw, n_items)
             counts_b = counts[b0:b0 + block]
             if counts_b.size and counts_b.max() > 0:
                 masked = np.repeat(np.arange(rows.size), counts_b)
-                scores[masked, user_items[concat_ranges(starts[b0:b0 + block], counts_b)]] = \
-                    -np.inf
+                cols = user_items[concat_ranges(starts[b0:b0 + block], counts_b)]
+                inside = cols < n_items  # (an item new in this step is no candidate anyway)
+                scores[masked[inside], cols[inside]] = -np.inf
             found = top_k(scores, kmax)[0]  # fewer columns than kmax in a tiny catalogue
             out[b0:b0 + block, :found.shape[1]] = found
         return out
 
     def _torch_lists(self, j: int, mapped: np.ndarray, starts: np.ndarray,
-                     counts: np.ndarray, vectors: np.ndarray, kmax: int) -> np.ndarray:
+                     counts: np.ndarray, vectors: np.ndarray, kmax: int,
+                     context: Context | None = None) -> np.ndarray:
         """``_row_lists`` for a factor model on a torch device: the GEMM, the masking and a
         first top-K there; only each row's candidates (scores at or above its K-th) come back,
         to be ordered exactly as ``top_k`` orders (ties to the lower code)."""
@@ -587,8 +671,9 @@ class _Replay:
         out = np.full((mapped.size, kmax), -1, dtype=np.int64)
         for b0 in range(0, mapped.size, block):
             rows = mapped[b0:b0 + block]
+            ctx = None if context is None else context.take(np.arange(b0, b0 + rows.size))
             t0 = clock()
-            users_t = torch.from_numpy(np.ascontiguousarray(model.user_vectors(rows),
+            users_t = torch.from_numpy(np.ascontiguousarray(_user_vectors(model, rows, ctx),
                                                             dtype=np.float32)).to(device)
             scores = users_t @ items_t
             record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
@@ -597,8 +682,9 @@ class _Replay:
             if counts_b.size and counts_b.max() > 0:
                 masked = np.repeat(np.arange(rows.size), counts_b)
                 cols = user_items[concat_ranges(starts[b0:b0 + block], counts_b)]
-                scores[torch.from_numpy(masked).to(device),
-                       torch.from_numpy(cols.astype(np.int64)).to(device)] = -torch.inf
+                inside = cols < n_items
+                scores[torch.from_numpy(masked[inside]).to(device),
+                       torch.from_numpy(cols[inside].astype(np.int64)).to(device)] = -torch.inf
             scores.nan_to_num_(nan=-torch.inf)
             kth = torch.topk(scores, k, dim=1).values[:, -1:]
             r, c = torch.nonzero(scores >= kth, as_tuple=True)

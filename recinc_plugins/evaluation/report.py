@@ -56,6 +56,10 @@ def protocol_text(result: CompareResult) -> str:
             + (", items the user had before the step excluded" if config.exclude_seen else "")
             + f"; K = {', '.join(map(str, config.ks))}; never-seen items are misses; unknown "
             "users are answered by the model's cold-start fallback")
+    if getattr(config, "context", "learned") == "fresh":
+        parts.append(
+            "fresh context: each event also scored with its user's earlier events in the same "
+            "step, given as context (not learned) and excluded from the candidates")
     if config.eval_fraction < 1:
         verb = "ranked" if config.ranking else "rated"
         parts.append(

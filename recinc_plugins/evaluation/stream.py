@@ -242,7 +242,7 @@ class Stream:
         """``(user_ptr, user_items, n_before)``: every user's items in stream order
         (``user_items[user_ptr[u]:user_ptr[u + 1]]``), and for each scored event how many of
         its user's events come before the event's step (the items excluded for it)."""
-        order = np.argsort(self.users, kind="stable")
+        order = self.user_events
         counts = np.bincount(self.users, minlength=self.n_users)
         user_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n = len(self)
@@ -261,6 +261,21 @@ class Stream:
         n_before = np.empty(n, dtype=_code_dtype(n))
         n_before[order] = ordinal[group_start]
         return user_ptr, self.items[order], n_before[self.n_warmup:]
+
+    @cached_property
+    def user_events(self) -> np.ndarray:
+        """The stream's event positions grouped by user, in stream order within a user:
+        ``history``'s ``user_items`` are the items of these events."""
+        return np.argsort(self.users, kind="stable")
+
+    @cached_property
+    def seen_before(self) -> np.ndarray:
+        """Scored events whose (user, item) pair occurred earlier in the stream, in the same
+        step or before it (a repeat once the user's in-step events are visible as context)."""
+        keys = self.users.astype(np.int64) * max(self.n_items, 1) + self.items
+        _, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        first = first_index[inverse.reshape(-1)]
+        return first[self.n_warmup:] < np.arange(self.n_warmup, len(self))
 
     @cached_property
     def history_first(self) -> np.ndarray:
