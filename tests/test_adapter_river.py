@@ -168,3 +168,80 @@ def test_prequential_mae_on_ml100k_matches_rivers_loop_to_1e9(ml100k):
     result = compare({"river-biasedmf": RiverBiasedMF(**_tutorial_params())},
                      Stream(ml100k, step=1), k=10, target="rating", clip=(1, 5))
     assert abs(float(result.summary["mae"].iloc[0]) - native_mae) < 1e-9
+
+
+@pytest.mark.parametrize(("cls", "params", "native_factory"), ADAPTERS)
+def test_one_event_steps_then_block_scores_see_every_event(cls, params, native_factory,
+                                                           explicit_stream, tmp_path):
+    # one-event steps are scored from River's dicts and leave the arrays behind; recommend,
+    # score_block, large score calls and save bring them up to date first
+    frame = explicit_stream.iloc[:400]
+    model = cls(**params)
+    model.reset()
+    native = native_factory()
+    for user, item, y in zip(frame["user"].tolist(), frame["item"].tolist(),
+                             frame["rating"].tolist(), strict=True):
+        u, i = model.add_ids(users=[user], items=[item])
+        assert model.score_encoded(u, i)[0] == native.predict_one(user, item)
+        model.learn_encoded(Batch(users=u, items=i, ratings=np.array([y])))
+        native.learn_one(user, item, y)
+    model.save(tmp_path / "model.recinc")
+    loaded = cls.load(tmp_path / "model.recinc")
+    users = frame["user"].unique()[:10]
+    items = model.item_index_.ids.tolist()
+    expected = np.array([[native.predict_one(u, i) for i in items] for u in users.tolist()])
+    for scored in (model, loaded):
+        block = scored.score_block(scored.user_index_.lookup(users))
+        np.testing.assert_allclose(block, expected, rtol=0, atol=1e-12)
+        pairs = scored.score(np.repeat(users, len(items)), np.tile(items, users.size))
+        np.testing.assert_allclose(pairs, expected.ravel(), rtol=0, atol=1e-12)
+
+
+def test_scoring_ids_added_but_not_learned_yet_equals_predict_one(explicit_stream):
+    model = RiverBiasedMF(**_tutorial_params()).fit(explicit_stream.iloc[:200])
+    twin = copy.deepcopy(model.model_)
+    known = explicit_stream["item"].iloc[0]
+    u, i = model.add_ids(users=["newcomer"], items=[known])  # no learning since
+    assert model.score_encoded(u, i)[0] == twin.predict_one("newcomer", known)
+    scores, cold = model.score(["newcomer", explicit_stream["user"].iloc[0]], [known, known],
+                               return_cold=True)
+    assert cold.tolist() == [True, False]
+    assert scores[0] == twin.predict_one("newcomer", known)
+    assert "newcomer" not in model.model_.u_latents
+
+
+@pytest.mark.parametrize(("cls", "params", "native_factory"), ADAPTERS)
+def test_scoring_unseen_ids_leaves_river_drawing_what_it_would_have_drawn(
+        cls, params, native_factory, explicit_stream):
+    # the values drawn for unseen ids are River's next draws, kept for River: a small call
+    # keeps them, a large one reads them and rewinds past them; River's own calls on model_,
+    # and later learning, get what they would have got had nothing been scored
+    model = cls(**params).fit(explicit_stream.iloc[:500])
+    twin = copy.deepcopy(model.model_)
+    item = explicit_stream["item"].iloc[0]
+    new_users = [f"new-{n}" for n in range(100)]
+    small = model.score(new_users[:3], [item, "new-x", item])
+    large = model.score(new_users, [item] * 100)  # over _FEW_AHEAD pairs
+    for scores, users, items in [(small, new_users[:3], [item, "new-x", item]),
+                                 (large, new_users, [item] * 100)]:
+        reference = copy.deepcopy(twin)  # each call scores from the model as it stands
+        np.testing.assert_array_equal(
+            scores, [reference.predict_one(u, i) for u, i in zip(users, items, strict=True)])
+    assert model.model_.predict_one("outsider", item) == twin.predict_one("outsider", item)
+    model.partial_fit(explicit_stream.iloc[500:900])
+    _river_loop(twin, explicit_stream.iloc[500:900])
+    for name in ("u_biases", "i_biases", "u_latents", "i_latents"):
+        if hasattr(twin, name):  # the same ids, with bit-identical values
+            mine, rivers = getattr(model.model_, name), getattr(twin, name)
+            assert mine.keys() == rivers.keys()
+            assert all(np.array_equal(mine[key], rivers[key]) for key in rivers)
+
+
+def test_a_large_encoded_call_with_ids_added_but_not_learned_yet_is_scored(explicit_stream):
+    model = RiverBiasedMF(**_tutorial_params()).fit(explicit_stream.iloc[:200])
+    twin = copy.deepcopy(model.model_)
+    known = explicit_stream["user"].iloc[:20].tolist()
+    users, items = model.add_ids(users=[*known, "late"], items=["fresh"] * 21)
+    scores = model.score_encoded(users, items)
+    np.testing.assert_array_equal(scores[:20], [twin.predict_one(u, "fresh") for u in known])
+    assert scores[20] == twin.predict_one("late", "fresh")

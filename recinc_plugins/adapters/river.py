@@ -2,13 +2,16 @@
 
 River learns one event at a time, so ``partial_fit`` feeds ``learn_one`` event by event in stream
 order and the wrapped model ends up exactly where River's own loop would leave it. Scoring does
-not call ``predict_one``: the model's biases and latent vectors are mirrored into arrays (updated
-for the users and items each batch touched), so ``score`` and ``recommend`` are vectorised and do
-not insert unseen ids into the model the way ``predict_one`` does.
+not call ``predict_one``, which would insert unseen ids into the model: a few pairs are scored
+from River's own dicts with River's arithmetic, and blocks of users (``recommend``, large
+``score`` calls) from arrays mirroring the biases and latent vectors. River's dicts stay the
+source of truth; the arrays are brought up to date for the users and items learned since, when
+a vectorised score next reads them, so learning an event costs no more than ``learn_one``.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import warnings
 from typing import Any, ClassVar
@@ -22,6 +25,13 @@ from ..params import check_int
 
 __all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
 
+#: up to this many pairs, scores are computed pair by pair from River's dicts (the harness's
+#: one-event steps); numpy calls on arrays this small cost more than the arithmetic
+_FEW_PAIRS = 8
+#: a score call with at most this many pairs keeps the values it draws for unseen ids as
+#: River's next draws (a larger one rewinds the generator instead), which bounds what is kept
+_FEW_AHEAD = 64
+
 
 class RiverRanker(IncrementalRecommender):
     """Any ``river.reco`` Ranker as an incremental recommender.
@@ -33,11 +43,12 @@ class RiverRanker(IncrementalRecommender):
     latent vectors, with the same numbers as ``predict_one``; any other Ranker is scored with
     ``predict_one`` one pair at a time (a warning says so, and River then inserts unseen ids).
 
-    A pair with an id the model has not learned is scored as ``predict_one`` would score it: the
-    bias and latent vector River would draw for that id are read from a copy of the model's
-    initialisers, so the model's own random state is untouched and the vectors drawn when the
-    id is later learned are the same ones. Within one ``score`` call, ids are drawn in the order
-    River would draw them.
+    A pair with an id the model has not learned is scored as ``predict_one`` would score it,
+    without inserting the id: the bias and latent vector River would draw for it are River's
+    next draws, read ahead from the model's own initialisers and kept for River (or, for a large
+    call, drawn and the generator rewound), so whatever River draws next, for this id or
+    another, is what it would have drawn had nothing been scored. Within one ``score`` call,
+    ids are drawn in the order River would draw them.
 
     Parameters
     ----------
@@ -86,7 +97,9 @@ class RiverRanker(IncrementalRecommender):
         self.model_ = self._make_model()
         self.kind_ = _model_kind(self.model_)
         self.vectorised_ = self.kind_ is not None
-        if not self.vectorised_:
+        if self.vectorised_:
+            _draw_ahead(self.model_)
+        else:
             warnings.warn(
                 f"{type(self.model_).__name__} is not a reco.Baseline, BiasedMF or FunkMF, so "
                 "its state cannot be read: it is scored with predict_one one pair at a time, "
@@ -105,6 +118,9 @@ class RiverRanker(IncrementalRecommender):
         # event than a numpy lookup, which matters when every step is one event
         self._user_keys: list = []
         self._item_keys: list = []
+        # users and items learned since the arrays above were last brought up to date
+        self._stale_users: set = set()
+        self._stale_items: set = set()
 
     def _grow(self, n_users: int, n_items: int) -> None:
         self.user_bias_ = grown(self.user_bias_, n_users)
@@ -124,7 +140,9 @@ class RiverRanker(IncrementalRecommender):
         users, items = batch.users.tolist(), batch.items.tolist()
         for u, i, y in zip(users, items, batch.values.tolist(), strict=True):
             learn(user_keys[u], item_keys[i], y)
-        self._mirror(users, items)
+        # River's dicts are the model: the arrays catch up when a vectorised score reads them
+        self._stale_users.update(users)
+        self._stale_items.update(items)
 
     def predict_then_learn(self, interactions: Any) -> np.ndarray:
         """Predict each event with the model as it stands, then learn it; one event at a time.
@@ -151,31 +169,36 @@ class RiverRanker(IncrementalRecommender):
             user, item = user_keys[u], item_keys[i]
             append(predict(user, item))
             learn(user, item, y)
-        self._mirror(users, items)
+        self._stale_users.update(users)
+        self._stale_items.update(items)
         return np.asarray(out, dtype=np.float64)
 
-    def _mirror(self, users: list, items: list) -> None:
-        """Copy the learned state of the users and items just learned into the arrays."""
-        if len(users) > 1:
-            users, items = list(dict.fromkeys(users)), list(dict.fromkeys(items))
+    def _sync_arrays(self) -> None:
+        """Copy the state of the users and items learned since the last call from River's
+        dicts into the arrays (and mark them learned)."""
+        if not self._stale_users and not self._stale_items:
+            return
         model, kind = self.model_, self.kind_
-        # element by element: batches are often a single event, where numpy's fancy indexing
-        # would cost more than the learning itself
-        for index, keys, learned, bias, latent, biases, latents in (
-            (users, self._user_keys, self.user_learned_, self.user_bias_, self.user_latent_,
-             getattr(model, "u_biases", None), getattr(model, "u_latents", None)),
-            (items, self._item_keys, self.item_learned_, self.item_bias_, self.item_latent_,
-             getattr(model, "i_biases", None), getattr(model, "i_latents", None)),
+        for stale, keys, learned, bias, latent, biases, latents in (
+            (self._stale_users, self._user_keys, self.user_learned_, self.user_bias_,
+             self.user_latent_, getattr(model, "u_biases", None),
+             getattr(model, "u_latents", None)),
+            (self._stale_items, self._item_keys, self.item_learned_, self.item_bias_,
+             self.item_latent_, getattr(model, "i_biases", None),
+             getattr(model, "i_latents", None)),
         ):
-            for n in index:
-                learned[n] = True
-                if kind is None:
-                    continue
-                key = keys[n]
-                if kind != "funk_mf":
-                    bias[n] = biases[key]
-                if kind != "baseline":
-                    latent[n] = latents[key]
+            if not stale:
+                continue
+            index = np.fromiter(stale, dtype=np.int64, count=len(stale))
+            stale.clear()
+            learned[index] = True
+            if kind is None:
+                continue
+            ids = [keys[n] for n in index.tolist()]
+            if kind != "funk_mf":
+                bias[index] = [biases[key] for key in ids]
+            if kind != "baseline":
+                latent[index] = [latents[key] for key in ids]
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -189,6 +212,7 @@ class RiverRanker(IncrementalRecommender):
                 [self.model_.predict_one(u, i) for i in item_ids]
                 for u in self.user_index_.ids_of(users).tolist()
             ], dtype=np.float64).reshape(users.size, len(item_ids))
+        self._sync_arrays()
         if self.kind_ == "funk_mf":
             scores = self.user_latent_[users] @ self.item_latent_.T
         else:
@@ -201,15 +225,14 @@ class RiverRanker(IncrementalRecommender):
         return scores
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        learned = self.user_learned_[users] & self.item_learned_[items]
-        if not self.vectorised_ or not learned.all():
+        if not self.vectorised_:
             return self._exact_pairs(self.user_index_.ids_of(users).tolist(),
                                      self.item_index_.ids_of(items).tolist())
-        if users.size <= 4:
-            # a step of one event: River's own arithmetic, bit for bit, and quicker than numpy
-            # calls on arrays of one
-            return self._exact_pairs([self._user_keys[u] for u in users.tolist()],
-                                     [self._item_keys[i] for i in items.tolist()])
+        if users.size > _FEW_PAIRS:
+            self._sync_arrays()
+        if users.size <= _FEW_PAIRS or not (self.user_learned_[users]
+                                            & self.item_learned_[items]).all():
+            return self._predict(*self._ids_of(users.tolist(), items.tolist()))[0]
         if self.kind_ == "funk_mf":
             return np.einsum("ij,ij->i", self.user_latent_[users], self.item_latent_[items])
         out = self._global_mean() + self.user_bias_[users] + self.item_bias_[items]
@@ -218,10 +241,28 @@ class RiverRanker(IncrementalRecommender):
         return out
 
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        # an index of -1 is an id the caller did not name: each one is a distinct unseen id
-        user_ids = [self._user_keys[u] if u >= 0 else _Unseen() for u in users.tolist()]
-        item_ids = [self._item_keys[i] if i >= 0 else _Unseen() for i in items.tolist()]
-        return self._exact_pairs(user_ids, item_ids)
+        return self._exact_pairs(*self._ids_of(users.tolist(), items.tolist()))
+
+    def _ids_of(self, users: list, items: list) -> tuple[list, list]:
+        """The ids of dense indices as River's dicts key them; an index of -1 is an id the
+        caller did not name, and each one is a distinct unseen id."""
+        user_keys, item_keys = self._user_keys, self._item_keys
+        return ([user_keys[u] if u >= 0 else _Unseen() for u in users],
+                [item_keys[i] if i >= 0 else _Unseen() for i in items])
+
+    def score_encoded(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """One predicted rating per pair of dense indices (-1: an id the caller did not name),
+        equal to River's ``predict_one``; a few pairs are read from River's dicts directly."""
+        if not self.vectorised_ or len(users) > _FEW_PAIRS:
+            self._sync_size()  # ids added with add_ids since the model last learned
+            return super().score_encoded(users, items)
+        users, items = np.asarray(users).tolist(), np.asarray(items).tolist()
+        try:
+            user_ids, item_ids = self._ids_of(users, items)
+        except IndexError:  # ids given by add_ids since the model last learned get keys first
+            self._sync_size()
+            user_ids, item_ids = self._ids_of(users, items)
+        return self._predict(user_ids, item_ids)[0]
 
     def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
         """One predicted rating per ``(user, item)`` pair, equal to River's ``predict_one``.
@@ -232,6 +273,20 @@ class RiverRanker(IncrementalRecommender):
         """
         user_ids, item_ids, u, i = self._lookup_pairs(users, items)
         self._sync_size()  # ids added to the index from outside get their rows first
+        if self.vectorised_ and u.size <= _FEW_PAIRS:
+            user_keys, item_keys = self._user_keys, self._item_keys
+            # a known id as River's dicts key it, an unknown one as the caller gave it
+            out, cold_at = self._predict(
+                [user_keys[n] if n >= 0 else key
+                 for n, key in zip(u.tolist(), user_ids.tolist(), strict=True)],
+                [item_keys[n] if n >= 0 else key
+                 for n, key in zip(i.tolist(), item_ids.tolist(), strict=True)])
+            if not return_cold:
+                return out
+            cold = np.zeros(u.size, dtype=bool)
+            cold[cold_at] = True
+            return out, cold
+        self._sync_arrays()
         cold = (u < 0) | (i < 0)
         cold[~cold] = ~(self.user_learned_[u[~cold]] & self.item_learned_[i[~cold]])
         out = np.empty(u.size, dtype=np.float64)
@@ -243,8 +298,56 @@ class RiverRanker(IncrementalRecommender):
             out[cold] = self._exact_pairs(user_ids[cold].tolist(), item_ids[cold].tolist())
         return (out, cold) if return_cold else out
 
+    def _predict(self, users: list, items: list) -> tuple[np.ndarray, list[int]]:
+        """River's ``predict_one`` for each pair of ids, read from its dicts with its arithmetic
+        (bit for bit), without touching the model; and the positions of the pairs with an id
+        River has not learned, which ``_exact_pairs`` scores with the draws River would make.
+        For the three readable model kinds."""
+        model, kind = self.model_, self.kind_
+        scores = np.empty(len(users), dtype=np.float64)
+        cold: list[int] = []
+        # index loops writing into one array: on the one pair of a one-event step, zip and
+        # building an array from a list would cost as much as River's arithmetic
+        if kind == "biased_mf":
+            mean = model.global_mean.get()
+            ub, ib, ul, il = model.u_biases, model.i_biases, model.u_latents, model.i_latents
+            for n in range(len(users)):
+                user, item = users[n], items[n]
+                if user in ub and item in ib and user in ul and item in il:
+                    y = mean  # the order of BiasedMF.predict_one
+                    y += ub[user]
+                    y += ib[item]
+                    y += np.dot(ul[user], il[item])
+                    scores[n] = y
+                else:
+                    cold.append(n)
+        elif kind == "baseline":
+            mean = model.global_mean.get()
+            ub, ib = model.u_biases, model.i_biases
+            for n in range(len(users)):
+                user, item = users[n], items[n]
+                if user in ub and item in ib:
+                    scores[n] = mean + ub[user] + ib[item]
+                else:
+                    cold.append(n)
+        else:
+            ul, il = model.u_latents, model.i_latents
+            for n in range(len(users)):
+                user, item = users[n], items[n]
+                if user in ul and item in il:
+                    scores[n] = np.dot(ul[user], il[item])
+                else:
+                    cold.append(n)
+        if cold:
+            # learned pairs draw nothing, so the cold ones alone, in the caller's order, make
+            # the draws River would make
+            scores[cold] = self._exact_pairs([users[n] for n in cold], [items[n] for n in cold])
+        return scores, cold
+
     def _exact_pairs(self, users: list, items: list) -> np.ndarray:
-        """``predict_one`` for each pair in order, without touching the model's state."""
+        """``predict_one`` for each pair in order, without touching the model's state: the
+        value River would draw for an unseen id is read from the initialiser's lookahead
+        (:class:`_Lookahead`, drawn there if need be), or drawn and the generator rewound."""
         model = self.model_
         if not self.vectorised_:
             return np.array([model.predict_one(u, i) for u, i in zip(users, items, strict=True)],
@@ -253,8 +356,33 @@ class RiverRanker(IncrementalRecommender):
         dicts = ([model.u_biases, model.i_biases] if kind != "funk_mf" else []) + (
             [model.u_latents, model.i_latents] if kind != "baseline" else [])
         drawn: list[dict] = [{} for _ in dicts]
+        taken: dict[int, int] = {}  # per lookahead: how many of River's next draws are used
+        keep = len(users) <= _FEW_AHEAD
         factories: list = []
         saved: list = []  # (generator, state) to put back once the peek is done
+
+        def draw(slot: int) -> Any:
+            factory = dicts[slot].default_factory
+            if isinstance(factory, _Lookahead):
+                n = taken.get(id(factory), 0)
+                taken[id(factory)] = n + 1
+                if n < len(factory.ahead) or keep:
+                    return factory.peek(n)
+            elif _is_constant(factory):
+                return factory()
+            if not factories:
+                originals = [_inner(d.default_factory) for d in dicts]
+                rngs = _generators(originals)
+                if rngs is not None:
+                    # draw with the model's own initialisers (past their lookahead), then
+                    # rewind their generators: the draws River will make later are these ones
+                    saved.extend((rng, rng.get_state()) for rng in rngs)
+                    factories.extend(originals)
+                else:
+                    # one deepcopy of all the factories keeps an initialiser they share
+                    # shared, so the copies draw the sequence the model itself would draw
+                    factories.extend(copy.deepcopy(originals))
+            return factories[slot]()
 
         def get(slot: int, key: Any) -> Any:
             table = dicts[slot]
@@ -262,19 +390,7 @@ class RiverRanker(IncrementalRecommender):
                 return table[key]
             cache = drawn[slot]
             if key not in cache:
-                if not factories:
-                    originals = [d.default_factory for d in dicts]
-                    rngs = _generators(originals)
-                    if rngs is not None:
-                        # draw with the model's own initialisers, then rewind their
-                        # generators: the draws River will make later are these ones
-                        saved.extend((rng, rng.get_state()) for rng in rngs)
-                        factories.extend(originals)
-                    else:
-                        # one deepcopy of all the factories keeps an initialiser they share
-                        # shared, so the copies draw the sequence the model itself would draw
-                        factories.extend(copy.deepcopy(originals))
-                cache[key] = factories[slot]()
+                cache[key] = draw(slot)
             return cache[key]
 
         mean = self._global_mean()
@@ -295,6 +411,18 @@ class RiverRanker(IncrementalRecommender):
             for rng, state in saved:
                 rng.set_state(state)
         return out
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _get_state(self) -> dict[str, Any]:
+        self._sync_arrays()  # a saved model's arrays are complete
+        return super()._get_state()
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        # files written before the arrays were brought up to date lazily have nothing pending
+        self.__dict__.setdefault("_stale_users", set())
+        self.__dict__.setdefault("_stale_items", set())
 
     # -- the wrapped model ---------------------------------------------------------------------
 
@@ -431,6 +559,35 @@ class _Unseen:
     __slots__ = ()
 
 
+class _Lookahead:
+    """A River initialiser that first hands out the values drawn ahead of River.
+
+    Scoring an id River has not learned needs the value River would draw for it, without
+    inserting it. Drawing that value and rewinding the generator means copying the generator's
+    state twice (about 50 us with NumPy's RandomState). Instead, the value is drawn once and
+    kept here, and River's next draw from this initialiser takes it rather than drawing again:
+    River's k-th draw is the k-th value of the initialiser's sequence either way, whoever draws
+    first (the adapter's learning, River's own ``predict_one``/``learn_one`` on ``model_``).
+    Installed as the ``default_factory`` of River's dicts, only where each generator is drawn
+    by one initialiser (:func:`_draw_ahead`).
+    """
+
+    __slots__ = ("ahead", "init")
+
+    def __init__(self, init: Any) -> None:
+        self.init = init
+        self.ahead: collections.deque = collections.deque()
+
+    def __call__(self) -> Any:
+        return self.ahead.popleft() if self.ahead else self.init()
+
+    def peek(self, n: int) -> Any:
+        """The value River's ``n``-th draw from now will take (0: the next one)."""
+        while len(self.ahead) <= n:
+            self.ahead.append(self.init())
+        return self.ahead[n]
+
+
 # -- the wrapped model -------------------------------------------------------------------------
 
 
@@ -454,6 +611,32 @@ def _model_kind(model: Any) -> str | None:
     }.get(type(model))
 
 
+def _draw_ahead(model: Any) -> None:
+    """Wrap the random initialisers of ``model``'s dicts in :class:`_Lookahead`, where that is
+    exact: each generator drawn by one initialiser (dicts sharing it share the wrapper)."""
+    dicts = [getattr(model, name) for name in ("u_biases", "i_biases", "u_latents", "i_latents")
+             if hasattr(model, name)]
+    factories = list({id(d.default_factory): d.default_factory for d in dicts}.values())
+    rngs = _generators(factories)
+    random = [f for f in factories if not _is_constant(f)]
+    if rngs is None or len(rngs) != len(random):
+        return  # an initialiser this cannot read, or two sharing a generator: rewind instead
+    wrappers = {id(f): _Lookahead(f) for f in random}
+    for table in dicts:
+        wrapper = wrappers.get(id(table.default_factory))
+        if wrapper is not None:
+            table.default_factory = wrapper
+
+
+def _inner(factory: Any) -> Any:
+    return factory.init if isinstance(factory, _Lookahead) else factory
+
+
+def _is_constant(factory: Any) -> bool:
+    optim = require("river.optim", "river")
+    return isinstance(getattr(factory, "func", factory), optim.initializers.Constant)
+
+
 def _generators(factories: list) -> list | None:
     """The RandomState generators behind River's initialiser factories, or None when one of
     them draws from something this cannot rewind (then the caller copies them instead)."""
@@ -461,7 +644,7 @@ def _generators(factories: list) -> list | None:
     rngs: list = []
     for factory in factories:
         init = getattr(factory, "func", factory)  # River wraps initialisers in partial()
-        if isinstance(init, optim.initializers.Constant):
+        if _is_constant(factory):
             continue
         rng = getattr(init, "_rng", None)
         if not isinstance(init, optim.initializers.Normal) or not isinstance(
