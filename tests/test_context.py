@@ -120,3 +120,34 @@ def test_a_model_gets_exactly_the_step_earlier_events_as_context_and_never_learn
     assert len(calls) == sum(
         1 for s in range(0, 200, step) for e in range(s, s + step)
         if any(users[x] == users[e] and items[x] in set(items[:s]) for x in range(s, e)))
+
+
+def test_als_scores_a_context_with_implicit_own_recalculate_user(explicit_stream):
+    import scipy.sparse as sp
+
+    import recinc_plugins
+
+    model = recinc_plugins.make("implicit-als", factors=8, seed=0, num_threads=1)
+    model.fit(explicit_stream.iloc[:2_000])
+    context = Context.from_lists([[3, 5, 3], [7], [1, 2]], [[4.0, 1.0, 2.0], [5.0], [1.0, 3.0]])
+    users = np.array([0, -1, 4])
+    got = model.user_vectors(users, context)
+    # the reference: each user's own history row (none for the unknown user) plus the
+    # context, as confidences, through implicit's recalculate_user
+    history, recent = [], []
+    for r, user in enumerate(users.tolist()):
+        history.append(model.user_items_[user].toarray()[0] if user >= 0
+                       else np.zeros(model.n_items))
+        row = np.zeros(model.n_items)
+        items, values = context.row(r)
+        np.add.at(row, items, values)
+        recent.append(row)
+    confidence = (model._confidence(sp.csr_matrix(np.array(history, dtype=np.float32)))
+                  + model._confidence(sp.csr_matrix(np.array(recent, dtype=np.float32))))
+    expected = model.model_.recalculate_user(np.arange(3), confidence)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(model.score_block(users, context),
+                               expected @ model.model_.item_factors.T, atol=1e-5)
+    # without a context, the learned factors as they are
+    np.testing.assert_array_equal(model.user_vectors(np.array([0, 4])),
+                                  model.model_.user_factors[[0, 4]])

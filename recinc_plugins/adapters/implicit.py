@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..context import Context
 from ..growth import grown, resized
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
 
@@ -179,8 +180,18 @@ class _ImplicitMF(IncrementalRecommender):
             return None
         return self.model_.item_factors
 
-    def user_vectors(self, users: np.ndarray) -> np.ndarray:
-        return self.model_.user_factors[users]
+    def user_vectors(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
+        if context is None:
+            return self.model_.user_factors[users]
+        return self._fold_in(users, context)
+
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        if not self._trained:
+            return np.zeros((users.size, self.n_items))
+        return self._fold_in(users, context) @ self.model_.item_factors.T
+
+    def _fold_in(self, users: np.ndarray, context: Context) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not use context")
 
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if not self._trained:
@@ -216,6 +227,10 @@ class ImplicitALS(_ImplicitMF):
     refit_every
         Run a warm-started full refit once this many events have arrived since the last one;
         None never refits (touched rows only).
+    context_weight
+        Scoring with context (``compare(..., context="fresh")``): a user's factors are
+        re-solved from its history plus its recent events, item factors fixed (implicit's
+        ``recalculate_user``); each recent event's confidence counts this many times.
     use_gpu
         Run full fits on implicit's CUDA implementation (needs a CUDA build of implicit); the
         touched-row updates and scoring stay on the CPU model.
@@ -250,7 +265,7 @@ class ImplicitALS(_ImplicitMF):
     (1, 2)
     """
 
-    capabilities = Capabilities(explicit=False, implicit=True, update="touched")
+    capabilities = Capabilities(explicit=False, implicit=True, update="touched", context=True)
     _keeps_item_users = True
 
     # -- parameters and validation -------------------------------------------------------------
@@ -264,6 +279,7 @@ class ImplicitALS(_ImplicitMF):
         iterations: int = 15,
         refresh_passes: int = 1,
         refit_every: int | None = None,
+        context_weight: float = 1.0,
         use_gpu: bool = False,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
@@ -277,6 +293,7 @@ class ImplicitALS(_ImplicitMF):
         self.iterations = iterations
         self.refresh_passes = refresh_passes
         self.refit_every = refit_every
+        self.context_weight = context_weight
         self.use_gpu = use_gpu
         self.cold_start = cold_start
         self.num_threads = num_threads
@@ -286,6 +303,7 @@ class ImplicitALS(_ImplicitMF):
     def _check_params(self) -> None:
         self._check_common()
         check_number("alpha", self.alpha)
+        check_number("context_weight", self.context_weight)
         check_choice("confidence", self.confidence, _CONFIDENCE)
         check_int("refresh_passes", self.refresh_passes)
         check_int("refit_every", self.refit_every, optional=True)
@@ -295,6 +313,21 @@ class ImplicitALS(_ImplicitMF):
 
     def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
         return _apply_confidence(csr, self.confidence, self.alpha)
+
+    def _fold_in(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """The users' factors re-solved from their history plus their context (unknown users,
+        -1: from the context alone), item factors fixed: implicit's ``recalculate_user``,
+        exact (Cholesky). Nothing is learned."""
+        n = users.size
+        known = users >= 0
+        history = self.user_items_[np.where(known, users, 0)]
+        history = (sp.diags(known.astype(np.float32)) @ history).tocsr()
+        recent = sp.csr_matrix((context.values.astype(np.float32), context.items, context.ptr),
+                               shape=(n, self.n_items))
+        recent.sum_duplicates()
+        rows = self._confidence(history) + float(self.context_weight) * self._confidence(recent)
+        with _blas_single_thread():
+            return self.model_.recalculate_user(np.arange(n), rows.tocsr())
 
     def _update(self, batch: Batch) -> None:
         if self.refit_every is not None and (
