@@ -275,3 +275,23 @@ def test_a_comparison_gives_every_model_the_same_cold_start_and_a_seed(explicit_
         compare(models, stream, cold_start="zero")
     with pytest.raises(ValueError, match="seed must be"):
         compare(models, stream, seed=-1)
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                    reason="the per-model peak reads Linux's /proc")
+def test_peak_memory_is_each_model_own_not_hidden_by_an_earlier_one(explicit_stream):
+    from recinc_plugins.baselines import Popularity
+
+    class Hog(Popularity):
+        """Popularity that holds 80 MB while it learns a step."""
+
+        def _partial_fit(self, batch):
+            self.junk_ = np.ones(10_000_000)
+            super()._partial_fit(batch)
+            del self.junk_
+
+    stream = Stream(explicit_stream, step=1_000)
+    peaks = compare({"hog": Hog(), "pop": Popularity(), "hog again": Hog()},
+                    stream).summary.set_index("model")["peak_mem_mb"]
+    assert peaks["hog"] > 70 and peaks["hog again"] > 70  # the second is not hidden
+    assert peaks["pop"] < 30

@@ -10,6 +10,8 @@ this package is replayed exactly like a built-in one.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import importlib.util
 import os
@@ -139,6 +141,38 @@ def _rss_mb() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def _fresh_memory_baseline() -> float:
+    """Start a model's memory account: return what earlier models freed to the system
+    (``malloc_trim``) and reset the process's peak resident size (Linux's ``clear_refs``), so
+    that the peak read at the end (``_peak_rss_mb``) is this model's, not an earlier one's.
+    Returns the resident memory now, in MB."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass
+    return _rss_mb()
+
+
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident size since the last reset (VmHWM), in MB; None where the
+    system does not say."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _is_range(values: np.ndarray, start: int) -> bool:
     """``values`` is ``start, start + 1, ...``: model indices equal the stream's codes."""
     return bool(np.array_equal(values, np.arange(start, start + values.size)))
@@ -260,7 +294,7 @@ class _Replay:
         self.device = resolve_device(config.device)
         # per kind of row (unknown user, known user): the last one-row list's kmax-th score
         self.theta = {False: -np.inf, True: -np.inf}
-        self.mem_base = _rss_mb()
+        self.mem_base = _fresh_memory_baseline()
         self.mem_peak = self.mem_base
 
     # -- id translation ----------------------------------------------------------------------
@@ -761,6 +795,9 @@ class _Replay:
         record.extra["rank_s"] = self.rank_s
         record.extra["cpu_s"] = record.extra.get("cpu_s", 0.0) + time.process_time() - cpu0
         self._sample_memory()
+        peak = _peak_rss_mb()  # the true peak, between the samples too
+        if peak is not None and not record.resumed_from:
+            self.mem_peak = max(self.mem_peak, peak)
         record.peak_mem_mb = self.mem_peak - self.mem_base
         try:
             counter = _ByteCounter()
