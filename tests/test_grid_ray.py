@@ -202,3 +202,20 @@ def test_a_grid_runs_on_a_two_node_cluster_through_address(tmp_path):
     finally:
         head.stdin.close()
         head.wait(60)
+
+
+def test_an_address_where_no_cluster_listens_is_a_clear_error_in_seconds(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = tmp_path / "g.toml"
+    spec.write_text('datasets = ["synthetic"]\n[models.popularity]\n')
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run([sys.executable, "-m", "recinc_plugins.cli", "grid", str(spec),
+                          "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 2
+    assert f"could not reach the Ray cluster at 127.0.0.1:{port}" in run.stderr
+    assert "ray start --head" in run.stderr

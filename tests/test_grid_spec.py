@@ -181,3 +181,38 @@ def test_cells_files_rows_are_the_cells_values(tmp_path):
     direct = compare({"pop": make("popularity")}, Stream(frame, step=100, warmup=200))
     row = result.cells[result.cells["model"] == "popularity"].iloc[0]
     assert row["recall@10"] == pytest.approx(direct.summary["recall@10"][0], rel=1e-12)
+
+
+def test_a_killed_local_worker_fails_its_cell_and_the_others_finish(tmp_path):
+    import multiprocessing
+    import threading
+
+    spec = _spec(steps=[1], seeds=[0, 1, 2, 3], models={"river-biasedmf": {}}, datasets={
+        "tiny": {"synthetic": {"n_events": 5000, "n_users": 150, "n_items": 300}}})
+    box: dict = {}
+    runner = threading.Thread(target=lambda: box.update(
+        result=run_grid(spec, tmp_path, local=True, jobs=2, progress=False)))
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and runner.is_alive():
+        workers = [p for p in multiprocessing.active_children()
+                   if p.name == "recinc-grid-worker"]
+        if workers:
+            time.sleep(0.5)  # inside its first cell (each takes a few seconds)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            killed = workers[0].pid
+        time.sleep(0.02)
+    runner.join(120)
+    assert killed is not None
+    cells = box["result"].cells
+    assert len(cells) == 4
+    failed = cells[cells["status"] == "failed"]
+    assert len(failed) == 1 and "died without a result" in failed["error"].iloc[0]
+    assert (cells["status"] == "ok").sum() == 3
+    assert not [p for p in multiprocessing.active_children() if p.name == "recinc-grid-worker"]
+
+
+def test_the_example_spec_is_valid():
+    spec = load_spec(Path(__file__).resolve().parent.parent / "examples" / "grid.toml")
+    assert len(spec.cells()) == 42 and spec.protocol.ks == (10, 20)

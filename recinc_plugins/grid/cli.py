@@ -93,6 +93,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
                           jobs=args.jobs, resume=args.resume, retry_failed=args.retry_failed,
                           overwrite=args.overwrite, progress=not args.quiet,
                           plots=not args.no_plots)
+    except ConnectionError as exc:
+        print(f"recinc: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("recinc grid: interrupted; the cells that ended are in cells.csv: run again "
               "with --resume for the others", file=sys.stderr)
@@ -130,11 +133,16 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             raise ValueError(f"--param {item!r}: expected KEY=VALUE")
         params[key.strip()] = _value(raw)
     space: Any = args.space[0] if len(args.space) == 1 else "; ".join(args.space)
-    result = tune_model(args.model, space, args.data, params=params, step=_value(args.step),
-                        warmup=_value(args.warmup), k=args.k, target=args.target,
-                        metric=args.metric, tune_until=args.tune_until,
-                        num_samples=args.samples, rungs=args.rungs, search=args.search,
-                        seed=args.seed, budget=args.budget, address=args.address,
-                        jobs=args.jobs, out=args.out, progress=not args.quiet)
+    try:
+        result = tune_model(args.model, space, args.data, params=params,
+                            step=_value(args.step), warmup=_value(args.warmup), k=args.k,
+                            target=args.target, metric=args.metric,
+                            tune_until=args.tune_until, num_samples=args.samples,
+                            rungs=args.rungs, search=args.search, seed=args.seed,
+                            budget=args.budget, address=args.address, jobs=args.jobs,
+                            out=args.out, progress=not args.quiet)
+    except ConnectionError as exc:
+        print(f"recinc: error: {exc}", file=sys.stderr)
+        return 2
     print(result.text())
     return 0

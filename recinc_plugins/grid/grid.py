@@ -124,7 +124,7 @@ def run_grid(spec: GridSpec | str | Path, out: str | Path | None = None, *,
     say = (lambda text: print(text, file=sys.stderr)) if progress else (lambda text: None)
     cells = spec.cells()
     path = folder / "cells.csv"
-    if path.exists() and not resume and not overwrite:
+    if path.exists() and len(read_cells(folder)) and not resume and not overwrite:
         raise ValueError(f"{path} exists (an earlier run): pass resume=True (--resume) to run "
                          "only the cells it lacks, or overwrite=True (--overwrite) to start "
                          "over")

@@ -119,23 +119,72 @@ def _start_method() -> str:
     return "forkserver" if any(m in sys.modules for m in _FORK_UNSAFE) else "fork"
 
 
-def _worker(conn: Any, cell: Cell, stream: Stream, protocol: Protocol,
-            factory: Factory) -> None:
+def _serve(conn: Any) -> None:
+    """A local worker: keep the streams it is sent, run the cells it is given, one at a time,
+    until told to stop or its parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        result = run_cell(cell, stream, protocol, factory)
-    except BaseException as exc:  # run_cell catches what a cell raises; this is the rest
-        result = failed_result(cell, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    try:
-        conn.send(result)
-    finally:
-        conn.close()
+    streams: dict[Any, Stream] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stream":
+            streams[message[1]] = message[2]
+        elif message[0] == "cell":
+            _, cell, key, protocol, factory = message
+            try:
+                result = run_cell(cell, streams[key], protocol, factory)
+            except BaseException as exc:  # run_cell catches what a cell raises; this is the rest
+                result = failed_result(cell, f"{type(exc).__name__}: {exc}",
+                                       traceback.format_exc())
+            try:
+                conn.send(result)
+            except (BrokenPipeError, OSError):
+                return
+        else:
+            return
+
+
+class _Worker:
+    """One local worker process, the streams it holds, and the cell it is running."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), name="recinc-grid-worker",
+                                daemon=True)
+        self.proc.start()
+        child.close()
+        self.streams: set[Any] = set()
+        self.cell: Cell | None = None
+        self.started = 0.0
+
+    def give(self, cell: Cell, key: Any, stream: Stream, protocol: Protocol,
+             factory: Factory) -> None:
+        if key not in self.streams:  # each stream goes to a worker once
+            self.conn.send(("stream", key, stream))
+            self.streams.add(key)
+        self.conn.send(("cell", cell, key, protocol, factory))
+        self.cell, self.started = cell, time.monotonic()
+
+    def close(self, kill: bool = False) -> None:
+        if not kill and self.proc.is_alive():
+            try:
+                self.conn.send(("stop",))
+            except OSError:
+                kill = True
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+        self.conn.close()
 
 
 class LocalExecutor:
-    """Cells on this machine: in this process (``jobs=1``), or each in its own worker process,
-    ``jobs`` at a time. A worker that dies is the cell's failure row; a cell over its budget
-    is stopped between steps, and its worker killed at 1.2 x the budget + 2 s."""
+    """Cells on this machine: in this process (``jobs=1``), or in ``jobs`` local worker
+    processes that each run one cell at a time and keep the streams they were sent. A worker
+    that dies is its cell's failure row (and is replaced); a cell over its budget is stopped
+    between steps, and its worker killed at 1.2 x the budget + 2 s."""
 
     def __init__(self, jobs: int | None = None) -> None:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
@@ -155,57 +204,54 @@ class LocalExecutor:
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["numpy", "pandas", "recinc_plugins.grid.runner"])
         queue = list(tasks)
-        running: dict[Any, tuple[Cell, Any, float]] = {}
         hard = None if protocol.budget is None else 1.2 * protocol.budget + 2.0
+        workers: list[_Worker] = []
         try:
-            while queue or running:
-                while queue and len(running) < self.jobs:
+            while queue or any(w.cell is not None for w in workers):
+                while len(workers) < min(self.jobs, len(tasks)):
+                    workers.append(_Worker(ctx))
+                for worker in [w for w in workers if w.cell is None]:
+                    if not queue:
+                        break
                     cell, key, factory = queue.pop(0)
-                    recv, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=_worker, name=f"recinc-grid-{cell.key}",
-                                       args=(send, cell, streams[key], protocol, factory),
-                                       daemon=True)
                     try:
-                        proc.start()
-                    except Exception:  # say, a model factory that cannot be pickled
-                        recv.close()
-                        done(cell, failed_result(cell, traceback.format_exc()))
-                        continue
-                    finally:
-                        send.close()
-                    running[recv] = (cell, proc, time.monotonic())
-                self._collect(running, hard, done)
+                        worker.give(cell, key, streams[key], protocol, factory)
+                    except OSError:  # the worker died while idle: the cell waits for another
+                        queue.insert(0, (cell, key, factory))
+                        worker.cell = None
+                        worker.close(kill=True)
+                        workers.remove(worker)
+                self._collect(workers, hard, done)
         finally:
-            for conn, (_, proc, _) in running.items():
-                if proc.is_alive():
-                    proc.kill()
-                proc.join()
-                conn.close()
+            for worker in workers:
+                worker.close(kill=worker.cell is not None)
 
     @staticmethod
-    def _collect(running: dict[Any, tuple[Cell, Any, float]], hard: float | None,
-                 done: Done) -> None:
+    def _collect(workers: list[_Worker], hard: float | None, done: Done) -> None:
+        busy = {w.conn: w for w in workers if w.cell is not None}
+        if not busy:
+            return
         timeout = None
         if hard is not None:
-            timeout = max(0.0, min(t + hard for _, _, t in running.values()) - time.monotonic())
-        for conn in wait(list(running), timeout=timeout) or []:
-            cell, proc, _ = running.pop(conn)
+            timeout = max(0.0, min(w.started + hard for w in busy.values()) - time.monotonic())
+        for conn in wait(list(busy), timeout=timeout) or []:
+            worker = busy[conn]
+            cell, worker.cell = worker.cell, None
             try:
                 result = conn.recv()
             except (EOFError, OSError):
-                proc.join()
+                worker.close(kill=True)
+                workers.remove(worker)
                 result = failed_result(cell, f"the worker process of cell {cell.key} died "
-                                             f"without a result (exit code {proc.exitcode})")
-            proc.join()
-            conn.close()
+                                             f"without a result (exit code "
+                                             f"{worker.proc.exitcode})")
             done(cell, result)
         if hard is not None:
-            for conn, (cell, proc, started) in list(running.items()):
-                if time.monotonic() - started >= hard:
-                    proc.kill()
-                    proc.join()
-                    del running[conn]
-                    conn.close()
+            for worker in [w for w in workers if w.cell is not None]:
+                if time.monotonic() - worker.started >= hard:
+                    cell, worker.cell = worker.cell, None
+                    worker.close(kill=True)
+                    workers.remove(worker)
                     done(cell, failed_result(cell, f"TimeoutError: cell {cell.key} went over "
                                                    f"its budget of {hard:g} s (worker killed)"))
 
@@ -233,7 +279,20 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> tupl
     else:
         kwargs: dict[str, Any] = {"logging_level": "warning", "log_to_driver": False}
         if address:
-            ray.init(address=address, **kwargs)
+            hint = ("is `ray start --head` running there, and, for a cluster with token "
+                    "authentication, is RAY_AUTH_MODE=token set here (see docs/grid.md)?")
+            host, _, port = address.rpartition(":")
+            if host and port.isdigit():  # fail in seconds, not after Ray's long retries
+                try:
+                    socket.create_connection((host, int(port)), timeout=10).close()
+                except OSError as exc:
+                    raise ConnectionError(f"could not reach the Ray cluster at {address} "
+                                          f"({exc}): {hint}") from None
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise ConnectionError(f"could not join the Ray cluster at {address} ({exc}): "
+                                      f"{hint}") from exc
             where = f"on the Ray cluster at {address}"
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
