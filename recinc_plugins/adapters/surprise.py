@@ -17,6 +17,7 @@ pass from arrays indexed like this model's ids; other algorithms call ``estimate
 from __future__ import annotations
 
 import copy
+import inspect
 from collections import defaultdict
 from typing import Any, ClassVar
 
@@ -561,8 +562,8 @@ class _NamedSurprise(SurpriseAdapter):
         # a deep copy: Surprise adds keys to the option dicts it is given (sim_options'
         # user_based), which would change the caller's dicts and this model's get_params()
         params = copy.deepcopy(self.params)
-        if self.seed is not None:
-            params["random_state"] = self.seed
+        if self.seed is not None and "random_state" in inspect.signature(cls).parameters:
+            params["random_state"] = self.seed  # (BaselineOnly, SlopeOne, the KNNs draw nothing)
         if self._algo_class.startswith("KNN") or self._algo_class == "BaselineOnly":
             params.setdefault("verbose", False)  # their default prints on every refit
         try:

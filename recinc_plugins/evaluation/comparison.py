@@ -34,7 +34,14 @@ from .metrics import (
     wilson_interval,
     window_curves,
 )
-from .prequential import ReplayConfig, ReplayRecord, read_checkpoint, replay, resolve_device
+from .prequential import (
+    ReplayConfig,
+    ReplayRecord,
+    read_checkpoint,
+    replay,
+    replay_threads,
+    resolve_device,
+)
 from .report import write_atomic, write_report
 from .stream import Stream
 
@@ -335,10 +342,13 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _settled(models: dict[str, IncrementalRecommender], cold_start: Any, seed: Any
-             ) -> tuple[dict[str, IncrementalRecommender], dict[str, dict[str, Any]]]:
+def _settled(models: dict[str, IncrementalRecommender], cold_start: Any, seed: Any,
+             threads: int) -> tuple[dict[str, IncrementalRecommender], dict[str, dict[str, Any]]]:
     """Copies of ``models`` under the comparison's cold-start policy and seed (see
-    ``compare``), and what each ended with (``{"cold_start": ..., "seed": ...}``)."""
+    ``compare``), and what each ended with (``{"cold_start": ..., "seed": ...}``). A model
+    whose library runs its own threads (``num_threads`` left at its default, every core)
+    gets the replay's threads: a small step's solve gains nothing from more, and a
+    multi-threaded SGD (BPR, LightFM) is not reproducible."""
     if cold_start is not None:
         check_cold_start(cold_start, "cold_start")
     if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(
@@ -357,6 +367,8 @@ def _settled(models: dict[str, IncrementalRecommender], cold_start: Any, seed: A
                 model.set_params(cold_start=cold_start)
         if seed is not None and "seed" in names and model.seed is None:
             model.set_params(seed=int(seed))
+        if "num_threads" in names and defaults["num_threads"] == 0 == model.num_threads:
+            model.set_params(num_threads=threads)  # (0: every core, the library's default)
         policy = model._cold_start_policy()
         settings[name] = {"cold_start": policy if isinstance(policy, str) else repr(policy),
                           "seed": getattr(model, "seed", None) if "seed" in names else None}
@@ -777,7 +789,7 @@ def compare(
     if context not in ("learned", "fresh"):
         raise ValueError(f"context must be 'learned' or 'fresh', got {context!r}")
     config = dataclasses.replace(config, context=context)
-    models, settings = _settled(models, cold_start, seed)
+    models, settings = _settled(models, cold_start, seed, replay_threads(stream, config))
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
