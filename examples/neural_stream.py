@@ -67,7 +67,7 @@ def main() -> None:
     models = models_for(args.target, args.all, args.device)
     result = compare(models, Stream(frame, step=args.step), k=10, target=args.target,
                      clip=(1, 5) if args.target == "rating" else None, n_jobs=args.jobs,
-                     progress=True)
+                     progress=True, cold_start=None)  # each model's own policy, as published
     columns = (["model", "mae", "rmse", "update_us_per_event", "events_per_s"]
                if args.target == "rating" else
                ["model", "recall@10", "ndcg@10", "warm_recall@10", "cold_user_recall@10",
