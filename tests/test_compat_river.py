@@ -18,24 +18,33 @@ from recinc_plugins.adapters.river import RiverBiasedMF
 from recinc_plugins.baselines import Popularity
 from recinc_plugins.compat.river import RecincRanker
 
-# small, seeded, single-threaded settings, so the registry loop stays quick and two rankers fed
-# the same events end in the same state
+# small settings where the registry's defaults are slow, so the registry loop stays quick
 SMALL = {
-    "random": {"seed": 0},
-    "implicit-als": {"factors": 4, "iterations": 3, "num_threads": 1, "seed": 0},
-    "implicit-bpr": {"factors": 4, "iterations": 20, "update_iterations": 2, "num_threads": 1,
-                     "seed": 0},
-    "implicit-lmf": {"factors": 4, "iterations": 5, "update_iterations": 1, "num_threads": 1,
-                     "seed": 0},
-    "lightfm": {"no_components": 4, "epochs": 1, "fit_epochs": 2, "num_threads": 1, "seed": 0},
-    "river-biasedmf": {"n_factors": 4, "seed": 0},
-    "river-funkmf": {"n_factors": 4, "seed": 0},
-    "neural": {"n_factors": 8, "device": "cpu", "seed": 0},
-    **{name: {"seed": 0} for name in ("surprise-svd", "surprise-svdpp", "surprise-nmf")},
+    "implicit-als": {"factors": 4, "iterations": 3},
+    "implicit-bpr": {"factors": 4, "iterations": 20, "update_iterations": 2},
+    "implicit-lmf": {"factors": 4, "iterations": 5, "update_iterations": 1},
+    "lightfm": {"no_components": 4, "epochs": 1, "fit_epochs": 2},
+    "river-biasedmf": {"n_factors": 4},
+    "river-funkmf": {"n_factors": 4},
+    "neural": {"n_factors": 8},
+    "neural-seq": {"n_factors": 8},
+    **{name: {"n_factors": 4, "n_epochs": 5}
+       for name in ("surprise-svd", "surprise-svdpp", "surprise-nmf")},
 }
 #: the registered models that learn ratings: River's and Surprise's (the others, the neural
 #: model's default ranking loss included, learn implicit feedback)
 RATING_MODELS = ("river-", "surprise-")
+
+
+def _params(name: str) -> dict:
+    """``SMALL``'s settings, seeded, single-threaded and on the CPU where the model has those
+    parameters, so two rankers fed the same events end in the same state."""
+    params = dict(SMALL.get(name, {}))
+    defaults = recinc_plugins.make(name).get_params()
+    for key, value in (("seed", 0), ("num_threads", 1), ("device", "cpu")):
+        if key in defaults:
+            params.setdefault(key, value)
+    return params
 
 
 def _registered() -> list:
@@ -50,7 +59,7 @@ def _registered() -> list:
 
 @pytest.mark.parametrize("name", _registered())
 def test_rivers_check_estimator_passes_for_every_registered_model(name):
-    checks.check_estimator(RecincRanker(name, model_params=SMALL.get(name)))
+    checks.check_estimator(RecincRanker(name, model_params=_params(name)))
 
 
 def test_check_estimator_passes_with_an_instance_and_mini_batches():
@@ -71,7 +80,7 @@ def _clicks_and_non_clicks(n: int = 80) -> list[tuple[str, str, bool]]:
 @pytest.mark.parametrize("name", _registered())
 def test_clicks_and_non_clicks_never_fail_and_a_non_click_changes_nothing_it_should_not(name):
     events = _clicks_and_non_clicks()
-    params = SMALL.get(name)
+    params = _params(name)
     every = RecincRanker(name, model_params=params)
     clicks_only = RecincRanker(name, model_params=params)
     catalogue = sorted({item for _, item, _ in events})
