@@ -257,6 +257,12 @@ class RiverRanker(IncrementalRecommender):
             self._sync_size()  # ids added with add_ids since the model last learned
             return super().score_encoded(users, items)
         users, items = np.asarray(users).tolist(), np.asarray(items).tolist()
+        if len(users) == 1 and 0 <= users[0] < len(self._user_keys) \
+                and 0 <= items[0] < len(self._item_keys):
+            # a one-event step of a replay: no numpy call but the array returned
+            y = self._predict_one(self._user_keys[users[0]], self._item_keys[items[0]])
+            if y is not None:
+                return np.array([y], dtype=np.float64)
         try:
             user_ids, item_ids = self._ids_of(users, items)
         except IndexError:  # ids given by add_ids since the model last learned get keys first
@@ -299,50 +305,46 @@ class RiverRanker(IncrementalRecommender):
         return (out, cold) if return_cold else out
 
     def _predict(self, users: list, items: list) -> tuple[np.ndarray, list[int]]:
-        """River's ``predict_one`` for each pair of ids, read from its dicts with its arithmetic
-        (bit for bit), without touching the model; and the positions of the pairs with an id
+        """``_predict_one`` for each pair of ids; and the positions of the pairs with an id
         River has not learned, which ``_exact_pairs`` scores with the draws River would make.
-        For the three readable model kinds."""
-        model, kind = self.model_, self.kind_
+        """
         scores = np.empty(len(users), dtype=np.float64)
         cold: list[int] = []
-        # index loops writing into one array: on the one pair of a one-event step, zip and
-        # building an array from a list would cost as much as River's arithmetic
-        if kind == "biased_mf":
-            mean = model.global_mean.get()
-            ub, ib, ul, il = model.u_biases, model.i_biases, model.u_latents, model.i_latents
-            for n in range(len(users)):
-                user, item = users[n], items[n]
-                if user in ub and item in ib and user in ul and item in il:
-                    y = mean  # the order of BiasedMF.predict_one
-                    y += ub[user]
-                    y += ib[item]
-                    y += np.dot(ul[user], il[item])
-                    scores[n] = y
-                else:
-                    cold.append(n)
-        elif kind == "baseline":
-            mean = model.global_mean.get()
-            ub, ib = model.u_biases, model.i_biases
-            for n in range(len(users)):
-                user, item = users[n], items[n]
-                if user in ub and item in ib:
-                    scores[n] = mean + ub[user] + ib[item]
-                else:
-                    cold.append(n)
-        else:
-            ul, il = model.u_latents, model.i_latents
-            for n in range(len(users)):
-                user, item = users[n], items[n]
-                if user in ul and item in il:
-                    scores[n] = np.dot(ul[user], il[item])
-                else:
-                    cold.append(n)
+        predict_one = self._predict_one
+        for n in range(len(users)):
+            y = predict_one(users[n], items[n])
+            if y is None:
+                cold.append(n)
+            else:
+                scores[n] = y
         if cold:
             # learned pairs draw nothing, so the cold ones alone, in the caller's order, make
             # the draws River would make
             scores[cold] = self._exact_pairs([users[n] for n in cold], [items[n] for n in cold])
         return scores, cold
+
+    def _predict_one(self, user: Any, item: Any) -> Any:
+        """River's ``predict_one(user, item)`` read from its dicts with its arithmetic (bit for
+        bit), without touching the model; None when River has not learned one of the ids.
+        For the three readable model kinds."""
+        model, kind = self.model_, self.kind_
+        if kind == "biased_mf":
+            ub, ib, ul, il = model.u_biases, model.i_biases, model.u_latents, model.i_latents
+            if user in ub and item in ib and user in ul and item in il:
+                y = model.global_mean.get()  # the order of BiasedMF.predict_one
+                y += ub[user]
+                y += ib[item]
+                y += np.dot(ul[user], il[item])
+                return y
+        elif kind == "baseline":
+            ub, ib = model.u_biases, model.i_biases
+            if user in ub and item in ib:
+                return model.global_mean.get() + ub[user] + ib[item]
+        else:
+            ul, il = model.u_latents, model.i_latents
+            if user in ul and item in il:
+                return np.dot(ul[user], il[item])
+        return None
 
     def _exact_pairs(self, users: list, items: list) -> np.ndarray:
         """``predict_one`` for each pair in order, without touching the model's state: the
