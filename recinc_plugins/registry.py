@@ -84,6 +84,8 @@ _BUILTINS: list[ModelSpec] = [
     _builtin("decayed-popularity", "recinc_plugins.baselines:DecayedPopularity",
              "item popularity with exponential decay (half-life in events or time)"),
     _builtin("random", "recinc_plugins.baselines:Random", "uniformly random items (seeded)"),
+    _builtin("item-knn", "recinc_plugins.knn:ItemKNN",
+             "item-to-item co-occurrence in users' sequences, from their latest items and context"),
     _builtin("implicit-als", f"{_A}.implicit:ImplicitALS",
              "implicit's ALS; touched users/items re-solved per step", "implicit"),
     _builtin("implicit-bpr", f"{_A}.implicit:ImplicitBPR",

@@ -1,0 +1,451 @@
+"""Item-to-item nearest neighbours from sequences: what users pick soon after what they picked.
+
+:class:`ItemKNN` counts, in each user's events in the order they are learned, how often an item
+``i`` came within ``window`` events after an item ``j`` (closer pairs count more, and the
+reverse order counts too, less), and scores a user's candidates by those counts from its last
+few items, the latest weighing most. Its only learned state is sparse (the pair counts and the
+last items of each user), and a step's update costs in proportion to its events times the
+window, never to the history. Context (a user's events not learned yet) is used at once: it is
+appended to the user's last items, so a user the model has never learned is scored from its
+context alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from .context import Context
+from .growth import grown, resized
+from .params import check_int, check_number
+from .sparse import concat_ranges
+
+__all__ = ["ItemKNN"]
+
+#: queries of up to this many (row, item) entries read the rows directly; larger ones go
+#: through scipy's sparse product
+_GATHER_MAX = 64
+#: larger queries read their rows once each into a dense array of at most this many bytes
+#: (then one sparse x dense product); beyond it, a sparse x sparse product per level
+_DENSE_BYTES = 64 * 2**20
+
+
+class _PairCounts:
+    """Square sparse counts that grow by appended entries, log-structured.
+
+    New entries wait in a small buffer; a full buffer becomes a CSR level, and a level is added
+    into the one before it once it holds at least ``1 / _RATIO`` as many entries. Levels thus
+    shrink geometrically from the first (O(log) of them) and each entry is copied O(log)
+    times, whatever the step size: a step costs amortised O(its entries x log), never
+    O(everything stored). Reads never merge; they read each level and scan the buffer.
+    """
+
+    _BUFFER = 4096
+    _RATIO = 8
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.levels: list[sp.csr_matrix] = []
+        self._empty_buffer()
+
+    def _empty_buffer(self) -> None:
+        self.rows = np.empty(self._BUFFER, dtype=np.int64)
+        self.cols = np.empty(self._BUFFER, dtype=np.int64)
+        self.vals = np.empty(self._BUFFER, dtype=np.float64)
+        self.n_buffered = 0
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries (a pair stored in two levels, or buffered, counts more than once)."""
+        return sum(level.nnz for level in self.levels) + self.n_buffered
+
+    def resize(self, size: int) -> None:
+        self.size = max(self.size, int(size))
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+        n, end = self.n_buffered, self.n_buffered + rows.size
+        if end <= self._BUFFER:
+            self.rows[n:end], self.cols[n:end], self.vals[n:end] = rows, cols, vals
+            self.n_buffered = end
+            return
+        level = self._level(np.concatenate([self.rows[:n], rows]),
+                            np.concatenate([self.cols[:n], cols]),
+                            np.concatenate([self.vals[:n], vals]))
+        self.n_buffered = 0
+        self.levels.append(level)
+        while len(self.levels) > 1 and \
+                self.levels[-1].nnz * self._RATIO >= self.levels[-2].nnz:
+            newer = self.levels.pop()
+            self.levels[-1] = self._square(self.levels[-1]) + self._square(newer)
+
+    def _level(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> sp.csr_matrix:
+        level = sp.csr_matrix((vals, (rows, cols)), shape=(self.size, self.size))
+        level.sum_duplicates()
+        return level
+
+    def _square(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        return resized(csr, (self.size, self.size))
+
+    def tocsr(self) -> sp.csr_matrix:
+        """Every count in one ``size x size`` CSR (this becomes the only level)."""
+        n = self.n_buffered
+        total = self._level(self.rows[:n], self.cols[:n], self.vals[:n])
+        for level in self.levels:
+            total = total + self._square(level)
+        self.levels = [total]
+        self.n_buffered = 0
+        return total
+
+    def product(self, n_rows: int, n_cols: int, rows: np.ndarray, items: np.ndarray,
+                weights: np.ndarray) -> np.ndarray:
+        """``Q @ counts`` as a dense ``(n_rows, n_cols)`` float64 array, where ``Q`` holds
+        ``weights`` at ``(rows, items)`` (repeats add up); items without pairs add nothing."""
+        out = np.zeros((n_rows, max(n_cols, self.size)))
+        inside = items < self.size
+        if not inside.all():
+            rows, items, weights = rows[inside], items[inside], weights[inside]
+        if items.size == 0:
+            return out[:, :n_cols]
+        width = out.shape[1]
+        if items.size <= _GATHER_MAX:  # a few rows: read them, no sparse product
+            out.ravel()[:] += self._gather(rows * width, items, weights, out.size)
+            return out[:, :n_cols]
+        uniq, inverse = np.unique(items, return_inverse=True)
+        query = sp.csr_matrix((weights, (rows, inverse.reshape(-1))),
+                              shape=(n_rows, uniq.size))
+        if uniq.size * self.size * 8 <= _DENSE_BYTES:
+            # the rows the query reads, dense, once each; then a sparse x dense product
+            out[:, : self.size] += query @ self.dense_rows(uniq)
+            return out[:, :n_cols]
+        for level in self.levels:
+            out[:, : self.size] += (query @ self._square(level)[uniq]).toarray()
+        out.ravel()[:] += self._gather(rows * width, items, weights, out.size, levels=False)
+        return out[:, :n_cols]
+
+    def dense_rows(self, items: np.ndarray) -> np.ndarray:
+        """The counts of ``items`` (distinct, all below ``size``) as a dense array."""
+        out = np.zeros((items.size, self.size))
+        for level in self.levels:
+            part = self._square(level)[items]
+            out += part.toarray()
+        out.ravel()[:] += self._gather(np.arange(items.size) * self.size, items,
+                                       np.ones(items.size), out.size, levels=False)
+        return out
+
+    def _gather(self, offsets: np.ndarray, items: np.ndarray, weights: np.ndarray,
+                size: int, *, levels: bool = True) -> np.ndarray:
+        """``sum_e weights[e] * counts[items[e], c]`` added at ``offsets[e] + c``, as a flat
+        array of ``size``: the rows read one by one from each level (unless ``levels`` is
+        False), and the buffered entries of those rows."""
+        flat, values = [], []
+        for level in self.levels if levels else ():
+            ptr = level.indptr
+            ok = items < level.shape[0]
+            starts = ptr[items[ok]]
+            lengths = ptr[items[ok] + 1] - starts
+            idx = concat_ranges(starts, lengths)
+            flat.append(np.repeat(offsets[ok], lengths) + level.indices[idx])
+            values.append(level.data[idx] * np.repeat(weights[ok], lengths))
+        n = self.n_buffered
+        if n:
+            slot = np.full(self.size, -1, dtype=np.int64)
+            slot[items] = np.arange(items.size)
+            if np.array_equal(slot[items], np.arange(items.size)):  # no item twice
+                hit = np.flatnonzero(slot[self.rows[:n]] >= 0)
+                which = slot[self.rows[hit]]
+            else:  # each buffered entry of a wanted row, once per query entry of that row
+                order = np.argsort(items, kind="stable")
+                sorted_items = items[order]
+                lo = np.searchsorted(sorted_items, self.rows[:n])
+                many = np.searchsorted(sorted_items, self.rows[:n], side="right") - lo
+                which = order[concat_ranges(lo, many)]
+                hit = np.repeat(np.arange(n), many)
+            flat.append(offsets[which] + self.cols[hit])
+            values.append(self.vals[hit] * weights[which])
+        if not flat:
+            return np.zeros(size)
+        return np.bincount(np.concatenate(flat), np.concatenate(values), minlength=size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.tocsr()  # a saved model holds its counts once, compactly
+        state = self.__dict__.copy()
+        for name in ("rows", "cols", "vals"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._empty_buffer()
+
+
+class ItemKNN(IncrementalRecommender):
+    """Sequence-aware item-to-item neighbours: counts of "``j``, then ``i`` soon after".
+
+    Learning walks each user's events in the order they arrive. An event of item ``i`` that
+    comes ``d`` events after an event of item ``j`` (``1 <= d <= window``) adds
+    ``distance_decay ** (d - 1)`` to the count ``C[j, i]`` and ``reverse`` times that to
+    ``C[i, j]``. A user is scored from its latest ``history`` items ``j_0`` (the latest),
+    ``j_1``, ... (its context first, when scored with one, then what was learned): item ``i``
+    scores
+
+        sum_r recency ** r * C[j_r, i] / (n[j_r] ** alpha * n[i] ** beta)
+        + popularity * n[i] / N
+
+    where ``n`` counts each item's events and ``N`` all events. ``alpha`` evens out what the
+    recent items contribute (0: a popular recent item speaks loudest; 1: each speaks as one);
+    ``beta`` discounts popular candidates (0.5 with ``alpha=0.5``: cosine similarity). The
+    popularity term ranks what the counts leave tied, and answers users whose recent items
+    have no neighbours.
+
+    The counts are a sparse matrix that grows by appended pairs, so ``partial_fit`` costs
+    amortised O(events x window); scoring a user reads the rows of its ``history`` items.
+    Event strengths (ratings, weights) are not used: every event counts once.
+
+    Parameters
+    ----------
+    window
+        How many of a user's later events each event is paired with.
+    distance_decay
+        Weight of a pair ``d`` events apart, relative to adjacent events: ``distance_decay **
+        (d - 1)``.
+    reverse
+        Weight of the pair counted backwards (``i`` then ``j``) relative to forwards; 0 for a
+        strictly sequential model, 1 for a symmetric one.
+    history
+        How many of the user's latest items (context included) it is scored from.
+    recency
+        Weight of the ``r``-th latest of those items: ``recency ** r`` (the latest: 1).
+    alpha, beta
+        Normalisation exponents of the counts: the recent item's (``alpha``) and the
+        candidate's (``beta``) event counts.
+    popularity
+        Weight of the candidates' share of all events, added to every score.
+    cold_start
+        How unknown users without context are answered (flagged ``cold``): ``"newcomer"``
+        (what new users picked first lately), ``"popularity"`` or ``Newcomer(...)``; see
+        ``docs/interface.md``. With context they are scored from it.
+
+    Attributes
+    ----------
+    pairs_
+        The pair counts ``C`` (``pairs_.tocsr()`` gives them as an items x items CSR).
+    recent_
+        ``(n_users, max(window, history))`` int array: each user's latest learned items,
+        latest last, -1 before a user's first.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from recinc_plugins.knn import ItemKNN
+    >>> events = pd.DataFrame({"user": ["a", "a", "a", "b", "b", "c"],
+    ...                        "item": ["x", "y", "z", "x", "y", "x"]})
+    >>> model = ItemKNN().fit(events)
+    >>> model.recommend(["b", "c"], k=1).items
+    array([['z'],
+           ['y']], dtype=object)
+    >>> model.recent_[:3, -3:]  # the users' latest items (-1: none), as item indices
+    array([[ 0,  1,  2],
+           [-1,  0,  1],
+           [-1, -1,  0]])
+
+    ``C`` as a dense array (rows: the earlier item; x, y, z): "y right after x" twice, "z
+    right after y" once, "z two after x" once (0.8), and each backwards at half weight:
+
+    >>> model.pairs_.tocsr().toarray()
+    array([[0. , 2. , 0.8],
+           [1. , 0. , 1. ],
+           [0.4, 0.5, 0. ]])
+
+    Context reaches the model through ``score_block`` (dense indices; -1: a user it has never
+    learned, scored from the context alone): after "y", z scores highest.
+
+    >>> from recinc_plugins.context import Context
+    >>> _, (y,) = model.add_ids(items=["y"])
+    >>> model.score_block([-1], Context.from_lists([[y]])).round(3)
+    array([[0.413, 0.003, 0.709]])
+
+    References
+    ----------
+    Ludewig and Jannach, "Evaluation of Session-based Recommendation Algorithms" (User Modeling
+    and User-Adapted Interaction, 2018): nearest-neighbour methods over item sequences hold
+    their own against neural session models.
+    """
+
+    capabilities = Capabilities(explicit=False, implicit=True, update="per-event", context=True)
+    _renamed_params: ClassVar[dict[str, str]] = {}
+
+    # -- parameters and validation -----------------------------------------------------------
+
+    def __init__(
+        self,
+        window: int = 10,
+        distance_decay: float = 0.8,
+        reverse: float = 0.5,
+        history: int = 10,
+        recency: float = 0.8,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        popularity: float = 0.01,
+        cold_start: str | Newcomer = "newcomer",
+    ) -> None:
+        self.window = window
+        self.distance_decay = distance_decay
+        self.reverse = reverse
+        self.history = history
+        self.recency = recency
+        self.alpha = alpha
+        self.beta = beta
+        self.popularity = popularity
+        self.cold_start = cold_start
+
+    def _check_params(self) -> None:
+        check_int("window", self.window)
+        check_int("history", self.history)
+        for name in ("distance_decay", "recency"):
+            value = getattr(self, name)
+            check_number(name, value)
+            if value > 1:
+                raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+        check_number("reverse", self.reverse)
+        check_number("alpha", self.alpha)
+        check_number("beta", self.beta)
+        check_number("popularity", self.popularity)
+
+    # -- growth ------------------------------------------------------------------------------
+
+    def _init_model(self) -> None:
+        self.pairs_ = _PairCounts()
+        self.recent_ = np.full((0, max(self.window, self.history)), -1, dtype=np.int64)
+        # per item: max(events, 1) ** -beta, kept up to date for the items a batch touches
+        self.discount_ = np.ones(0)
+        # the weight of a pair d events apart (index d - 1), and of the r-th latest item
+        self._pair_weight = float(self.distance_decay) ** np.arange(self.window, dtype=float)
+        self._item_weight = float(self.recency) ** np.arange(self.history, dtype=float)
+
+    def _grow(self, n_users: int, n_items: int) -> None:
+        self.recent_ = grown(self.recent_, n_users, fill=-1, spare=True)
+        self.pairs_.resize(n_items)
+        self.discount_ = grown(self.discount_, n_items, fill=1.0)
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def _partial_fit(self, batch: Batch) -> None:
+        if len(batch) == 1:
+            self._learn_one(int(batch.users[0]), int(batch.items[0]))
+        elif len(batch):
+            self._learn_many(batch.users, batch.items)
+        touched = np.unique(batch.items) if len(batch) > 1 else batch.items
+        self.discount_[touched] = np.maximum(self.item_counts_[touched], 1.0) ** -float(
+            self.beta)
+
+    def _learn_one(self, user: int, item: int) -> None:
+        """``_learn_many`` for one event, in fewer numpy calls (one-event steps)."""
+        row = self.recent_[user]
+        earlier = row[: -self.window - 1: -1]  # distance 1, 2, ..., window
+        ok = (earlier >= 0) & (earlier != item)
+        if ok.any():
+            earlier = earlier[ok]
+            weight = self._pair_weight[ok]
+            target = np.full(earlier.size, item)
+            if self.reverse > 0:
+                self.pairs_.add(np.concatenate([earlier, target]),
+                                np.concatenate([target, earlier]),
+                                np.concatenate([weight, float(self.reverse) * weight]))
+            else:
+                self.pairs_.add(earlier, target, weight)
+        row[:-1] = row[1:]
+        row[-1] = item
+
+    def _learn_many(self, users: np.ndarray, items: np.ndarray) -> None:
+        width = self.recent_.shape[1]
+        order = np.argsort(users, kind="stable")  # each user's events, in stream order
+        users, items = users[order], items[order]
+        first = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        uniq = users[first]
+        counts = np.diff(np.r_[first, users.size])
+        # per user: its last learned items, then its new ones, laid end to end
+        lengths = width + counts
+        offsets = np.cumsum(lengths) - lengths
+        sequence = np.empty(int(lengths.sum()), dtype=np.int64)
+        sequence[concat_ranges(offsets, np.full(uniq.size, width))] = self.recent_[uniq].ravel()
+        new = concat_ranges(offsets + width, counts)
+        sequence[new] = items
+        # each new event paired with the `window` events before it (the user's own: the
+        # learned part is at least `window` long, so the positions never leave the user's run)
+        later = np.tile(new, self.window)
+        distance = np.repeat(np.arange(1, self.window + 1), new.size)
+        earlier = sequence[later - distance]
+        target = sequence[later]
+        ok = (earlier >= 0) & (earlier != target)
+        earlier, target = earlier[ok], target[ok]
+        weight = self._pair_weight[distance[ok] - 1]
+        if self.reverse > 0:
+            rows = np.concatenate([earlier, target])
+            cols = np.concatenate([target, earlier])
+            weight = np.concatenate([weight, float(self.reverse) * weight])
+        else:
+            rows, cols = earlier, target
+        keep = weight > 0
+        self.pairs_.add(rows[keep], cols[keep], weight[keep])
+        ends = offsets + lengths
+        self.recent_[uniq] = sequence[concat_ranges(ends - width, np.full(uniq.size, width))
+                                      ].reshape(uniq.size, width)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        recent = self._recent(users)
+        rows = np.broadcast_to(np.arange(users.size)[:, None], recent.shape)
+        ages = np.broadcast_to(np.arange(recent.shape[1] - 1, -1, -1), recent.shape)
+        ok = recent >= 0
+        return self._scores(users.size, rows[ok], recent[ok], ages[ok])
+
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        n = users.size
+        if len(context) != n:
+            raise ValueError(f"the context has {len(context)} rows for {n} users")
+        # the latest `history` items of each row: its context's last ones (age 0: the
+        # latest), then its learned ones
+        take = np.minimum(context.lengths, self.history)
+        idx = concat_ranges(context.ptr[1:] - take, take)
+        ctx_rows = np.repeat(np.arange(n), take)
+        ctx_ages = np.repeat(context.ptr[1:], take) - 1 - idx
+        recent = self._recent(users)
+        rows = np.broadcast_to(np.arange(n)[:, None], recent.shape)
+        ages = np.arange(recent.shape[1] - 1, -1, -1)[None, :] + take[:, None]
+        ok = (recent >= 0) & (ages < self.history)
+        return self._scores(n, np.concatenate([ctx_rows, rows[ok]]),
+                            np.concatenate([context.items[idx].astype(np.int64), recent[ok]]),
+                            np.concatenate([ctx_ages, ages[ok]]))
+
+    def _recent(self, users: np.ndarray) -> np.ndarray:
+        """The latest ``history`` learned items of ``users`` (latest last, -1 for none); -1
+        rows for unknown users (-1) and users known by id only."""
+        users = np.asarray(users, dtype=np.int64)
+        learned = (users >= 0) & (users < self.recent_.shape[0])
+        out = np.full((users.size, self.history), -1, dtype=np.int64)
+        if learned.any():
+            out[learned] = self.recent_[users[learned], -self.history:]
+        return out
+
+    def _scores(self, n_rows: int, rows: np.ndarray, items: np.ndarray,
+                ages: np.ndarray) -> np.ndarray:
+        """Scores of every item for ``n_rows`` rows, row ``rows[e]`` having item ``items[e]``
+        as its ``ages[e]``-th latest (0: the latest)."""
+        m = self.discount_.size  # the items learned so far; any others have no pairs
+        inside = items < m
+        if not inside.all():
+            rows, items, ages = rows[inside], items[inside], ages[inside]
+        weight = self._item_weight[ages]
+        if self.alpha:
+            weight = weight * np.maximum(self.item_counts_[items], 1.0) ** -float(self.alpha)
+        scores = self.pairs_.product(n_rows, self.n_items, rows, items, weight)
+        if self.beta:
+            scores[:, :m] *= self.discount_
+        if self.popularity:
+            scores[:, :m] += float(self.popularity) / max(self.n_events_, 1) * \
+                self.item_counts_[:m]
+        return scores
