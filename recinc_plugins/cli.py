@@ -1,4 +1,4 @@
-"""The ``recinc`` command: ``recinc compare | models | datasets | grid | tune``."""
+"""The ``recinc`` command: ``recinc compare | freshness | models | datasets | grid | tune``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_arguments(compare)
     compare.set_defaults(func=_cmd_compare)
+
+    fresh = sub.add_parser(
+        "freshness",
+        help="recall@K against the update interval, with learned and fresh context",
+        description="Replay one stream through the models once per update interval and "
+                    "context setting (each cell a compare) and print recall@K against the "
+                    "interval: how often must the model learn, and how much does context "
+                    "make up for?",
+    )
+    from .evaluation.freshness import add_freshness_arguments, run_freshness
+
+    add_freshness_arguments(fresh)
+    fresh.set_defaults(func=run_freshness)
 
     models = sub.add_parser("models", help="list the models, their extras, whether installed, "
                                            "and what they learn from and can do")
