@@ -279,7 +279,8 @@ def tune_model(model: str, space: str | Path | Mapping[str, Any],
     doubling prefixes of it, so ASHA stops poor settings after a short prefix. The search is
     Optuna's through Ray Tune where Optuna is installed, else random (``search="optuna"`` or
     ``"random"`` to choose); the model's defaults are the first trial where they lie in the
-    space. Then defaults and best setting are compared on the rest of the stream: the first
+    space, and they stay the best unless a trial beats them over the whole tuning part. Then
+    defaults and best setting are compared on the rest of the stream: the first
     part learned with ``fit`` as a warm-up, then replayed step by step as in ``compare``.
 
     ``params`` fixes other parameters; a model with a ``seed`` gets ``seed`` unless
@@ -382,7 +383,8 @@ def tune_model(model: str, space: str | Path | Mapping[str, Any],
             trainable,
             param_space={key: _ray_domain(d) for key, d in tunable.items()},
             tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
-                                        scheduler=scheduler, num_samples=num_samples),
+                                        scheduler=scheduler, num_samples=num_samples,
+                                        reuse_actors=True),
             run_config=tune.RunConfig(name=f"tune-{model}", storage_path=str(storage),
                                       verbose=1 if progress else 0),
         )
@@ -409,9 +411,13 @@ def tune_model(model: str, space: str | Path | Mapping[str, Any],
         res = compare({"defaults": build(**{**fixed, **defaults})}, tuning_stream, n_jobs=1,
                       **options)
         default_value = float(res.summary.iloc[0].get(metric, np.nan))
+    best_value = float(top[metric])
+    beaten = best_value > default_value if mode == "max" else best_value < default_value
+    if not beaten and set(defaults) == set(tunable) and np.isfinite(default_value):
+        best, best_value = dict(defaults), default_value  # no trial did better: keep them
     tuning = pd.DataFrame([
         {"setting": "defaults", **{k: defaults.get(k) for k in tunable}, metric: default_value},
-        {"setting": "best", **best, metric: float(top[metric])}])
+        {"setting": "best", **best, metric: best_value}])
     holdout = None
     if split < len(ordered):
         rest = Stream(ordered, step=step, warmup=split)
