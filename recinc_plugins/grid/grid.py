@@ -162,6 +162,8 @@ def run_grid(spec: GridSpec | str | Path, out: str | Path | None = None, *,
                                     refresh=False)
 
     try:
+        if todo:
+            executor.start()
         tasks, streams = _prepare(spec, todo, finished_cell)
         if tasks:
             from tqdm.auto import tqdm
@@ -172,6 +174,7 @@ def run_grid(spec: GridSpec | str | Path, out: str | Path | None = None, *,
             if executor.describe():
                 say(f"ran {len(tasks)} cell(s) {executor.describe()}")
     finally:
+        executor.close()
         if bar is not None:
             bar.close()
         rows = read_cells(folder)

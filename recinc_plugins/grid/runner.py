@@ -189,6 +189,12 @@ class LocalExecutor:
     def __init__(self, jobs: int | None = None) -> None:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
 
+    def start(self) -> None:
+        """Nothing to start: workers start with the cells."""
+
+    def close(self) -> None:
+        """Nothing to stop: no worker outlives ``run``."""
+
     def describe(self) -> str:
         if self.jobs == 1:
             return "in this process"
@@ -312,16 +318,31 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
         self._where = ""
+        self._started: bool | None = None  # None: not connected yet
 
     def describe(self) -> str:
         return self._where
+
+    def start(self) -> None:
+        """Join or start Ray now (``run`` does it otherwise): a wrong address fails before
+        any dataset is loaded."""
+        if self._started is None:
+            self._started, self._where = connect_ray(self.address, self.num_cpus)
+
+    def close(self) -> None:
+        """Stop the Ray this executor started (one it joined runs on)."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+        self._started = None
 
     def run(self, tasks: Sequence[tuple[Cell, Any, Factory]], streams: dict[Any, Stream],
             protocol: Protocol, done: Done) -> None:
         import ray
         from ray.exceptions import RayError
 
-        started, self._where = connect_ray(self.address, self.num_cpus)
+        self.start()
         remote = ray.remote(_ray_cell)
         refs: dict[Any, Cell] = {}
         try:
@@ -345,5 +366,4 @@ class RayExecutor:
         finally:
             for ref in refs:  # interrupted: leave nothing running on the cluster
                 ray.cancel(ref, force=True)
-            if started:
-                ray.shutdown()
+            self.close()

@@ -188,7 +188,8 @@ class TuneResult:
         if self.holdout is not None:
             summary = self.holdout.summary
             cols = [c for c in ("model", self.metric, f"ndcg@{self.holdout.k}", "rmse",
-                                "update_us_per_event", "events_per_s") if c in summary]
+                                "update_us_per_event", "events_per_s")
+                    if c in summary and summary[c].notna().any()]
             lines += ["", "on the rest (out of sample):",
                       tabulate(summary[cols], headers="keys", tablefmt="simple",
                                showindex=False, floatfmt=".4g")]
