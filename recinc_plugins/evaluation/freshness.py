@@ -43,9 +43,10 @@ class FreshnessResult:
         One row per model, context and interval that ran: ``model``, ``context``,
         ``interval`` (as given: ``1000``, ``"1D"``), ``steps``, ``events_per_step`` (scored
         events over steps), the ranking metrics at K, ``cold_user_events``, ``score_s``
-        (the model's scoring time), ``update_s``, ``wall_s`` and ``status``.
+        (the model's scoring time), ``update_s``, ``wall_s``, ``cpu_s`` (the replay's CPU
+        time, which other jobs on the machine do not inflate) and ``status``.
     notes : list of str
-        The intervals left out, and why.
+        The intervals left out, and why; the intervals replayed once for both contexts.
     k : int
         The cut-off of the metrics.
     """
@@ -184,7 +185,8 @@ def freshness(
         Update intervals: events per step (int) or durations (``"1h"``, ``"1D"``). An interval
         that makes no sense for the data is left out with a note: a duration when the data have
         no timestamps, and any interval that puts every scored event in one step (nothing
-        would ever be learned before it is scored).
+        would ever be learned before it is scored). Where every step holds one event, fresh
+        context is learned context: the cell is replayed once and reported for both.
     contexts
         ``"learned"`` and/or ``"fresh"`` (see ``compare``'s ``context``).
     k
@@ -248,14 +250,18 @@ def freshness(
                          f"{stream.n_scored:,} scored events, so nothing is learned before "
                          "it is scored")
             continue
-        for context in contexts:
+        # steps of one event: nothing earlier in a step, so fresh context is learned context
+        single = int(np.diff(stream.bounds).max()) == 1
+        if single and len(contexts) > 1:
+            notes.append(f"interval {_label(interval)}: every step holds one event, so fresh "
+                         "context is learned context (replayed once, reported for both)")
+        for context in contexts[:1] if single else contexts:
             result = compare(models, stream, k=k, context=context, n_jobs=n_jobs,
                              progress=progress, **compare_options)
-            summary = result.summary
-            for _, row in summary.iterrows():
+            for _, row in result.summary.iterrows():
                 name = row["model"]
                 record = result.records.get(name)
-                rows.append({
+                cell = {
                     "model": name, "context": context, "interval": interval,
                     "steps": stream.n_steps,
                     "events_per_step": stream.n_scored / stream.n_steps,
@@ -265,8 +271,10 @@ def freshness(
                     "score_s": float(record.score_s.sum()) if record else np.nan,
                     "update_s": float(record.update_s.sum()) if record else np.nan,
                     "wall_s": row.get("wall_s", np.nan),
+                    "cpu_s": record.extra.get("cpu_s", np.nan) if record else np.nan,
                     "status": row["status"],
-                })
+                }
+                rows += [{**cell, "context": c} for c in (contexts if single else [context])]
                 if verbose:
                     print(f"{name}, {context} context, every {_label(interval)}: "
                           f"recall@{k} {row.get(f'recall@{k}', np.nan):.4f} "
