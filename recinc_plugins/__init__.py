@@ -23,14 +23,17 @@ from .registry import list_models, make, register
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike) -> IncrementalRecommender:
+def load(path: str | os.PathLike, *, trusted: bool = False) -> IncrementalRecommender:
     """Read any model written by ``model.save(path)``, whatever its class (the file names it).
 
-    Raises :class:`ModelFileError` if the file is not a model file, is truncated or corrupt,
-    or was written by a newer version of the format. The payload is a pickle: load only files
-    you trust.
+    Loading runs no code from the file: its class must be registered or already imported,
+    and it holds arrays and JSON (``docs/security.md``). Raises :class:`ModelFileError` if the
+    file is not a model file, is truncated or corrupt, was written by a newer version of the
+    format, or holds what only ``trusted=True`` reads (an unregistered class, a type off the
+    allow-list, a format-1 file, which is a pickle). ``trusted=True`` is for files from a
+    source you trust only: it may import modules and run code.
     """
-    return IncrementalRecommender.load(path)
+    return IncrementalRecommender.load(path, trusted=trusted)
 
 
 __all__ = [

@@ -177,18 +177,19 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
         return recommend(self, users, k, exclude_seen, candidates)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model (parameters, learned state, id maps) to one versioned file.
-
-        The file is a small header (format version, class, library versions, payload length
-        and SHA-256) followed by a pickle payload: load only files you trust.
-        """
+        """Write the model (parameters, learned state, id maps) to one versioned file: its
+        arrays in a NumPy archive, the rest as JSON, under a SHA-256 checksum. Loading it
+        runs no code from it (``docs/security.md``)."""
         save_model(self, path)
 
     @classmethod
-    def load(cls: type[Self], path: str | os.PathLike) -> Self:
+    def load(cls: type[Self], path: str | os.PathLike, *, trusted: bool = False) -> Self:
         """Read a model written by :meth:`save`; raise :class:`ModelFileError` if the file is
-        not a model file, is truncated or corrupt, or holds a model of another class."""
-        return load_model(path, cls)
+        not a model file, is truncated or corrupt, holds a model of another class, or holds
+        what only ``trusted=True`` reads: a class neither registered nor imported, a type off
+        the allow-list, or a file of format 1 (a pickle). Pass ``trusted=True`` only for a
+        file from a source you trust: it may then import modules and run code."""
+        return load_model(path, cls, trusted=trusted)
 
     # -- the encoded interface: what the evaluation harness uses -----------------------------
     # Ids in, dense indices out (``add_ids``), then everything in indices. Every model gets it

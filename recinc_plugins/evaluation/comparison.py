@@ -793,7 +793,10 @@ def compare(
     order = list(models)
     if config.checkpoint_dir and config.resume:
         for name in order:  # refuse a wrong checkpoint before any work starts
-            read_checkpoint(name, stream, config, models[name])
+            # read whole (the model too, under the allow-list): a damaged or crafted file
+            # is an error here, not a failed model later
+            read_checkpoint(name, stream, config, models[name],
+                            model_class=type(models[name]))
     live = None if out is None else _Live(out, stream, config, order)
     records: dict[str, ReplayRecord] = {}
     failures: dict[str, str] = {}

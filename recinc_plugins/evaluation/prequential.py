@@ -11,6 +11,7 @@ this package is replayed exactly like a built-in one.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import hashlib
 import importlib.util
@@ -30,10 +31,22 @@ from .._threads import cores
 from .._threads import limit as limit_threads
 from ..base import Batch, IncrementalRecommender, top_k
 from ..context import Context
+from ..persistence import (
+    CHECKPOINT_MAGIC,
+    FORMAT_VERSION,
+    ContentReader,
+    build_model,
+    library_versions,
+    model_content,
+    persisted_classes,
+    persisted_names,
+    read_container,
+    write_container,
+)
 from ..sparse import concat_ranges
 from .stream import Stream
 
-__all__ = ["ReplayConfig", "ReplayRecord", "replay"]
+__all__ = ["CheckpointError", "ReplayConfig", "ReplayRecord", "replay"]
 
 #: with fresh context, a row is scored with at most this many of its user's latest in-step items
 CONTEXT_ITEMS = 50
@@ -42,7 +55,8 @@ CONTEXT_ITEMS = 50
 #: faster at steps of 10 to 10,000 events, and 10x faster at one event with a second replay
 #: running beside it
 SMALL_STEP = 10_000
-_CHECKPOINT_VERSION = 3
+#: 4: one file in the model files' format (arrays and JSON); 3 was a pickle
+_CHECKPOINT_VERSION = 4
 #: the most bytes of scores held at once when a step ranks many users (a block of users)
 _BLOCK_BYTES = 32 * 2**20
 
@@ -826,47 +840,47 @@ class _Replay:
         return folder, _safe_name(self.name)
 
     def checkpoint(self) -> None:
-        """Save the model and the replay state; the state file is replaced last, atomically."""
+        """Save the model and the replay state in one file, in the model files' format
+        (arrays and JSON under a SHA-256 checksum), replaced atomically."""
         folder, stem = self._paths()
         folder.mkdir(parents=True, exist_ok=True)
-        step = self.record.steps_done
         self.record.extra["rank_s"] = self.rank_s
-        model_file = f"{stem}.step{step}.model"
-        self.model.save(folder / model_file)
-        state = {
+        meta = {
             "version": _CHECKPOINT_VERSION,
             "name": self.name,
             "model_class": self.identity[0], "model_params": self.identity[1],
             "stream": self.stream.fingerprint,
             "config": self.config.key(),
-            "model_file": model_file,
+        }
+        replay = {
             "table_u": self.table_u, "table_i": self.table_i,
             "mapped_u": self.mapped_u, "mapped_i": self.mapped_i,
             "rates": self.rates, "rate_check": self.rate_check,
             "identity_u": self.identity_u, "identity_i": self.identity_i,
-            "record": self.record, "elapsed": time.perf_counter() - self._t0,
+            "record": {f.name: getattr(self.record, f.name)
+                       for f in dataclasses.fields(ReplayRecord)},
+            "elapsed": time.perf_counter() - self._t0,
             "mem_peak": self.mem_peak - self.mem_base,
         }
-        tmp = folder / f"{stem}.state.tmp"
-        with open(tmp, "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, folder / f"{stem}.state")
-        for old in folder.glob(f"{stem}.step*.model"):
-            if old.name != model_file:
-                old.unlink(missing_ok=True)
+        header = {"format": FORMAT_VERSION, "versions": library_versions()}
+        write_container(folder / f"{stem}.state", CHECKPOINT_MAGIC, header,
+                        {"meta": meta, "replay": replay, "model": model_content(self.model)},
+                        persisted_names(type(self.model)))
+        for old in folder.glob(f"{stem}.step*.model"):  # an earlier version's model files
+            old.unlink(missing_ok=True)
 
     def try_resume(self) -> bool:
         """Continue from this model's checkpoint if there is one for this stream and protocol."""
-        folder, _ = self._paths()
-        state = read_checkpoint(self.name, self.stream, self.config, self.identity)
+        state = read_checkpoint(self.name, self.stream, self.config, self.identity,
+                                model_class=type(self.model))
         if state is None:
             return False
-        self.model = IncrementalRecommender.load(folder / state["model_file"])
+        self.model = state["model"]
         self.table_u, self.table_i = state["table_u"], state["table_i"]
         self.mapped_u, self.mapped_i = state["mapped_u"], state["mapped_i"]
         self.identity_u, self.identity_i = state["identity_u"], state["identity_i"]
         self.rates, self.rate_check = state["rates"], state["rate_check"]
-        self.record = state["record"]
+        self.record = ReplayRecord(**state["record"])
         self.sample = self.record.scored
         self.record.resumed_from = self.record.steps_done
         self.record.wall_s = state["elapsed"]
@@ -875,40 +889,83 @@ class _Replay:
         return True
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from: damaged (truncated, a changed byte),
+    written by another version, or for another model, stream or protocol. The message names
+    the file."""
+
+
 def read_checkpoint(name: str, stream: Stream, config: ReplayConfig,
-                    model: IncrementalRecommender | tuple | None = None
-                    ) -> dict[str, Any] | None:
-    """The checkpoint state of model ``name`` under ``config.checkpoint_dir`` (None if none);
-    a ValueError if it was written for another model name, stream or protocol, or (when
-    ``model`` is given) for a model of another class or with other parameters."""
+                    model: IncrementalRecommender | tuple | None = None, *,
+                    model_class: type | None = None) -> dict[str, Any] | None:
+    """The checkpoint state of model ``name`` under ``config.checkpoint_dir`` (None if none),
+    its model rebuilt as a ``model_class`` when one is given; a :class:`CheckpointError` if
+    the file is damaged or was written for another model name, stream or protocol, or (when
+    ``model`` is given) for a model of another class or with other parameters.
+
+    The file is checked whole (its SHA-256) before anything is read from it, and it is read
+    under the model files' allow-list: a crafted one runs no code."""
     path = Path(config.checkpoint_dir) / f"{_safe_name(name)}.state"
     if not path.exists():
         return None
     with open(path, "rb") as fh:
-        state = pickle.load(fh)
-    if state.get("version") != _CHECKPOINT_VERSION or state["stream"] != stream.fingerprint \
-            or state["config"] != config.key():
-        raise ValueError(
+        if fh.read(1) == b"\x80":
+            raise CheckpointError(
+                f"checkpoint {path} was written by an earlier recinc-plugins as a pickle, "
+                "which this version does not load (it could run code); remove it or use "
+                "another checkpoint_dir")
+    _, header, payload = read_container(path, CHECKPOINT_MAGIC, error=CheckpointError)
+    content = header.get("content")
+    if not isinstance(content, dict) or not isinstance(content.get("s"), dict) \
+            or not {"meta", "replay", "model"} <= set(content["s"]):
+        raise CheckpointError(f"checkpoint {path} is corrupt: it holds no replay state")
+    extra = {} if model_class is None else persisted_classes(model_class)
+    reader = ContentReader(str(path), header, payload, trusted=False, extra=extra,
+                           error=CheckpointError)
+    try:
+        meta = reader.read(content["s"]["meta"])
+        _check_checkpoint(path, meta, name, stream, config, model)
+        if model_class is None:
+            return meta
+        state = {**meta, **reader.read(content["s"]["replay"])}
+        if not isinstance(meta.get("model_class"), str) or meta["model_class"] != \
+                f"{model_class.__module__}.{model_class.__qualname__}":
+            raise CheckpointError(f"checkpoint {path} of model {name!r} was written for a "
+                                  f"{meta.get('model_class')}, not a {model_class.__name__}")
+        state["model"] = build_model(str(path), model_class, reader.read(content["s"]["model"]),
+                                     header.get("versions"), error=CheckpointError)
+    finally:
+        reader.close()
+    return state
+
+
+def _check_checkpoint(path: Path, meta: Any, name: str, stream: Stream, config: ReplayConfig,
+                      model: IncrementalRecommender | tuple | None) -> None:
+    if not isinstance(meta, dict) or meta.get("version") != _CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} was written by another version of "
+                              "recinc-plugins; remove it or use another checkpoint_dir")
+    if meta.get("stream") != stream.fingerprint or meta.get("config") != config.key():
+        raise CheckpointError(
             f"checkpoint {path} was written for another stream or protocol; remove it or use "
             "another checkpoint_dir"
         )
-    if state.get("name") != name:
-        raise ValueError(f"checkpoint {path} was written for model {state.get('name')!r}, not "
-                         f"{name!r}; remove it or use another checkpoint_dir")
+    if meta.get("name") != name:
+        raise CheckpointError(f"checkpoint {path} was written for model {meta.get('name')!r}, "
+                              f"not {name!r}; remove it or use another checkpoint_dir")
     if model is not None:
         cls, params = model if isinstance(model, tuple) else _model_identity(model)
-        if state["model_class"] != cls:
-            raise ValueError(f"checkpoint {path} of model {name!r} was written for a "
-                             f"{state['model_class']}, not a {cls}; remove it or use another "
-                             "checkpoint_dir")
-        old = state["model_params"]
+        if meta.get("model_class") != cls:
+            raise CheckpointError(f"checkpoint {path} of model {name!r} was written for a "
+                                  f"{meta.get('model_class')}, not a {cls}; remove it or use "
+                                  "another checkpoint_dir")
+        old = meta.get("model_params")
+        old = old if isinstance(old, dict) else {}
         diff = [f"{key}: {old.get(key, '<unset>')} -> {params.get(key, '<unset>')}"
                 for key in sorted(set(old) | set(params)) if old.get(key) != params.get(key)]
         if diff:
-            raise ValueError(f"checkpoint {path} of model {name!r} was written with other "
-                             f"parameters ({'; '.join(diff)}); remove it or use another "
-                             "checkpoint_dir")
-    return state
+            raise CheckpointError(f"checkpoint {path} of model {name!r} was written with other "
+                                  f"parameters ({'; '.join(diff)}); remove it or use another "
+                                  "checkpoint_dir")
 
 
 def replay(name: str, model: IncrementalRecommender, stream: Stream,

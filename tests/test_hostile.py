@@ -1,0 +1,248 @@
+"""A hostile user's tries: crafted files that must not run code, damaged files, diverging
+models, ambiguous timestamps, loose parameters, two runs on one folder. Each row of issue 15's
+table is a test here; ``docs/security.md`` says what is safe to load."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import recinc_plugins
+from recinc_plugins import IncrementalRecommender, ModelFileError, make
+from recinc_plugins.baselines import Popularity
+from recinc_plugins.persistence import MODEL_MAGIC, read_container
+from recinc_plugins.registry import _REGISTRY
+
+EVENTS = pd.DataFrame({"user": [1, 1, 2, 3, "u4", "u4"], "item": ["a", "b", "a", "c", "a", 7],
+                       "rating": [4.0, 3.0, 5.0, 2.0, 1.0, 4.0]})
+
+
+# -- crafting files: the format of docs/security.md, with a valid checksum ---------------------
+
+def _write_format_2(path: Path, header: dict, arrays: dict[str, np.ndarray],
+                    magic: bytes = MODEL_MAGIC) -> None:
+    """A format-2 file: prefix, payload length, JSON header, .npz payload, SHA-256."""
+    header_bytes = json.dumps(header).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    size = struct.pack("<Q", len(payload))
+    digest = hashlib.sha256(header_bytes + payload + size).digest()
+    path.write_bytes(struct.pack("<8sII", magic, 2, len(header_bytes)) + size + header_bytes
+                     + payload + digest)
+
+
+def _read_format_2(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    _, header, payload = read_container(path, MODEL_MAGIC)
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        return header, {key: archive[key] for key in archive.files}
+
+
+class _RunsCode:
+    """Unpickling this touches the marker file: what an attacker's payload would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    path = tmp_path / "popularity.recinc"
+    Popularity().fit(EVENTS).save(path)
+    return path
+
+
+# -- model files that cannot run code ----------------------------------------------------------
+
+def test_a_crafted_pickle_with_a_valid_checksum_does_not_run(saved, tmp_path):
+    marker = tmp_path / "ran"
+    header, arrays = _read_format_2(saved)
+    arrays["pickle"] = np.frombuffer(pickle.dumps([_RunsCode(marker)]), dtype=np.uint8)
+    header["content"]["s"]["state"] = {"$": "pickle", "@": 999, "i": 0}
+    _write_format_2(saved, header, arrays)
+    with pytest.raises(ModelFileError, match=r"holds posix:system, which is not among the "
+                                             r"types a model file may hold.*trusted=True"):
+        recinc_plugins.load(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["os:system", "builtins:eval", "subprocess:Popen",
+                                  "recinc_plugins.evaluation.comparison:_Live"])
+def test_an_object_of_a_type_off_the_allow_list_is_refused_by_name(saved, name):
+    header, arrays = _read_format_2(saved)
+    header["content"]["s"]["state"] = {"$": "obj", "@": 999, "cls": name,
+                                       "state": {"$": "dict", "@": 1000, "s": {}}}
+    _write_format_2(saved, header, arrays)
+    with pytest.raises(ModelFileError, match=f"holds {name}, which is not among the types"):
+        recinc_plugins.load(saved)
+
+
+def test_a_header_naming_another_module_imports_nothing(saved, tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "recinc_hostile_module.py").write_text(textwrap.dedent(f"""
+        open({str(marker)!r}, "w").close()
+        class Model:
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    header, arrays = _read_format_2(saved)
+    header["class"] = "recinc_hostile_module:Model"
+    _write_format_2(saved, header, arrays)
+    with pytest.raises(ModelFileError, match=r"holds a recinc_hostile_module:Model model, "
+                                             r"which is neither registered .* nor imported"):
+        recinc_plugins.load(saved)
+    assert not marker.exists() and "recinc_hostile_module" not in sys.modules
+    # trusted=True is the explicit opt-in: then the module is imported (and refused after)
+    with pytest.raises(ModelFileError, match="not a IncrementalRecommender"):
+        recinc_plugins.load(saved, trusted=True)
+    assert marker.exists()
+    monkeypatch.delitem(sys.modules, "recinc_hostile_module")
+
+
+def test_a_format_1_file_is_a_pickle_loaded_only_when_trusted(tmp_path):
+    """Files of the earlier format: refused with a message saying why, read with
+    trusted=True (and a crafted one then runs, which is what trusted means)."""
+    model = Popularity().fit(EVENTS)
+    payload = pickle.dumps({"params": model.get_params(), "state": model._get_state()})
+    header = json.dumps({"format": 1, "class": "recinc_plugins.baselines:Popularity",
+                         "payload_bytes": len(payload),
+                         "payload_sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    path = tmp_path / "old.recinc"
+    path.write_bytes(struct.pack("<8sII", MODEL_MAGIC, 1, len(header)) + header + payload)
+    with pytest.raises(ModelFileError, match=r"model format 1 .* a pickle, which can run any "
+                                             r"code .* trusted=True only if you trust"):
+        recinc_plugins.load(path)
+    loaded = recinc_plugins.load(path, trusted=True)
+    assert loaded.recommend([1, 9], k=2).items.tolist() == \
+        model.recommend([1, 9], k=2).items.tolist()
+
+
+def test_the_file_holds_arrays_and_json_only(saved):
+    header, arrays = _read_format_2(saved)
+    assert "pickle" not in arrays  # nothing of a baseline needs one
+    assert all(a.dtype != object for a in arrays.values())
+    assert header["class"] == "recinc_plugins.baselines:Popularity"
+
+
+def _registered_names() -> list[str]:
+    return sorted(name for name, spec in _REGISTRY.items()
+                  if spec.source == "built-in" and spec.installed)
+
+
+@pytest.mark.parametrize("name", _registered_names())
+def test_every_registered_model_saves_and_loads_exactly_without_trust(name, tmp_path):
+    """The same recommendations and scores after load, and after both learn the same events."""
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({
+        "user": [f"u{u}" if u % 3 == 0 else int(u) for u in rng.integers(0, 40, n)],
+        "item": rng.integers(0, 60, n),
+        "rating": rng.integers(1, 6, n).astype(float),
+        "timestamp": pd.date_range("2024-01-01", periods=n, freq="min"),
+    })
+    names = type(make(name))._param_names()
+    params = {key: value for key, value in (("seed", 0), ("num_threads", 1)) if key in names}
+    model = make(name, **params).fit(frame.iloc[:400]).partial_fit(frame.iloc[400:500])
+    model.save(tmp_path / "m.recinc")
+    loaded = recinc_plugins.load(tmp_path / "m.recinc")
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    users = [*frame["user"].unique()[:20], "nobody"]
+    for _ in range(2):
+        a, b = model.recommend(users, k=5), loaded.recommend(users, k=5)
+        np.testing.assert_array_equal(a.items, b.items)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(model.score(frame["user"][:50], frame["item"][:50]),
+                                      loaded.score(frame["user"][:50], frame["item"][:50]))
+        model.partial_fit(frame.iloc[500:])
+        loaded.partial_fit(frame.iloc[500:])
+
+
+def test_a_plugin_class_loads_once_imported_or_registered(tmp_path):
+    class Plugin(Popularity):
+        """A model defined outside the package."""
+
+    Plugin.__module__, Plugin.__qualname__ = "recinc_hostile_plugin", "Plugin"
+    Plugin().fit(EVENTS).save(tmp_path / "p.recinc")
+    # already imported (it is a live subclass): loads without trust
+    assert type(IncrementalRecommender.load(tmp_path / "p.recinc")) is Plugin
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_stream():
+    from recinc_plugins.data import synthetic_stream
+    from recinc_plugins.evaluation import Stream
+
+    return Stream(synthetic_stream(n_events=1500, n_users=80, n_items=120, seed=2), step=50,
+                  warmup=100)
+
+
+def _checkpointed(stream, folder: Path) -> Path:
+    from recinc_plugins.evaluation import compare
+    from recinc_plugins.evaluation.prequential import _safe_name
+
+    compare({"pop": Popularity()}, stream, checkpoint_dir=folder, checkpoint_every=10)
+    return folder / f"{_safe_name('pop')}.state"
+
+
+def _resume(stream, folder: Path):
+    from recinc_plugins.evaluation import compare
+
+    return compare({"pop": Popularity()}, stream, checkpoint_dir=folder, resume=True)
+
+
+def test_a_truncated_or_flipped_checkpoint_is_a_checkpoint_error_naming_it(small_stream,
+                                                                            tmp_path):
+    from recinc_plugins.evaluation.prequential import CheckpointError
+
+    path = _checkpointed(small_stream, tmp_path)
+    data = path.read_bytes()
+    assert _resume(small_stream, tmp_path).records["pop"].resumed_from == small_stream.n_steps
+    for cut in (len(data) - 1, len(data) // 2, 30, 3):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=f"{path}.* (truncated|not a recinc)"):
+            _resume(small_stream, tmp_path)
+    # one flipped bit anywhere: an error, never a resumed run with other numbers
+    for position in np.linspace(0, len(data) - 1, 60).astype(int):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x04
+        path.write_bytes(bytes(flipped))
+        with pytest.raises(CheckpointError, match=str(path)):
+            _resume(small_stream, tmp_path)
+
+
+def test_a_crafted_checkpoint_runs_no_code(small_stream, tmp_path):
+    from recinc_plugins.evaluation.prequential import CheckpointError
+    from recinc_plugins.persistence import CHECKPOINT_MAGIC
+
+    marker = tmp_path / "ran"
+    path = _checkpointed(small_stream, tmp_path / "run")
+    _, header, payload = read_container(path, CHECKPOINT_MAGIC)
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["pickle"] = np.frombuffer(pickle.dumps([_RunsCode(marker)]), dtype=np.uint8)
+    header["content"]["s"]["replay"] = {"$": "pickle", "@": 10**6, "i": 0}
+    _write_format_2(path, header, arrays, magic=CHECKPOINT_MAGIC)
+    with pytest.raises(CheckpointError, match=f"{path} holds posix:system"):
+        _resume(small_stream, tmp_path / "run")
+    assert not marker.exists()
+    # a checkpoint of the earlier format was a bare pickle: refused unread
+    path.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(CheckpointError, match="as a pickle, which this version does not load"):
+        _resume(small_stream, tmp_path / "run")
+    assert not marker.exists()
