@@ -76,6 +76,10 @@ def child(spec: dict) -> dict:
     t0 = time.perf_counter()
     stream = Stream(frame, step=spec["step"])
     del frame
+    # the per-event protocol facts every model of a comparison shares (computed on first use,
+    # which would otherwise land in the first model's ranking time)
+    for fact in ("history", "history_first", "repeat", "cold_user", "cold_item"):
+        getattr(stream, fact, None)
     stream_s = time.perf_counter() - t0
     fraction = spec.get("eval_fraction", 1.0)
     config = ReplayConfig(**({"eval_fraction": fraction} if fraction < 1 else {}))
