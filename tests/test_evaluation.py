@@ -524,22 +524,35 @@ class MinusInfFirst(NanFirst):
     nan_as = -np.inf
 
 
-def test_nan_scores_rank_as_minus_infinity_one_event_per_step():
+class MinusInfRows(MinusInfFirst):
+    """MinusInfFirst with -inf, not NaN, in its score rows too."""
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        scores = super()._score_users(users)
+        scores[:, :1] = -np.inf
+        return scores
+
+
+def test_nan_scores_stop_the_model_as_diverged_on_every_path():
+    """NaN is a model gone wrong (issue 15): reported as diverged at the step it shows, on
+    the one-event path as on the block path; -inf is never recommended, as before."""
     events = pd.DataFrame({"user": list("abcdefghb"), "item": list("xyyyzzwyw")})
-    ranks = {}
     for step in (1, 2):
-        res = compare({"m": NanFirst()}, Stream(events, step=step, warmup=7), k=2)
-        ranks[step] = res.records["m"].rank.tolist()
-        # the candidates of the last event are x (NaN), y, z, w: its item w ranks second
-        assert ranks[step] == [0.0, 1.0], step
+        res = compare({"m": NanFirst(), "ok": MinusInfRows()},
+                      Stream(events, step=step, warmup=7), k=2)
+        assert res.diverged == {"m": 0} and "scores hold NaN" in res.failures["m"], step
+        assert res.summary.set_index("model").loc["m", "status"] == "diverged"
+        # the candidates of the last event are x (-inf), y, z, w: its item w ranks second
+        assert res.records["ok"].rank.tolist() == [0.0, 1.0], step
     stream = Stream(synthetic_stream(n_events=500, n_users=30, n_items=50, seed=4), step=1,
                     warmup=100)
-    nan_target = stream.items[stream.n_warmup:] == 0
+    inf_target = stream.items[stream.n_warmup:] == 0
     for ks in ((10,), (5, 20)):
-        rank = compare({"m": NanFirst()}, stream, ks=ks).records["m"].rank
-        assert np.isinf(rank[nan_target]).all()  # NaN ranks as -inf: never in a top-K list
+        assert compare({"m": NanFirst()}, stream, ks=ks).diverged == {"m": 0}
+        rank = compare({"m": MinusInfRows()}, stream, ks=ks).records["m"].rank
+        assert np.isinf(rank[inf_target]).all()  # -inf: never in a top-K list
         ref = reference_ranks(MinusInfFirst(), stream, max(ks))
-        np.testing.assert_array_equal(rank[~nan_target], ref[~nan_target])
+        np.testing.assert_array_equal(rank[~inf_target], ref[~inf_target])
         assert np.isfinite(rank).sum() > 200
 
 

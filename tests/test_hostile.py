@@ -246,3 +246,137 @@ def test_a_crafted_checkpoint_runs_no_code(small_stream, tmp_path):
     with pytest.raises(CheckpointError, match="as a pickle, which this version does not load"):
         _resume(small_stream, tmp_path / "run")
     assert not marker.exists()
+
+
+# -- one absurd rating; models that diverge ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ratings():
+    from recinc_plugins.data import synthetic_stream
+
+    return synthetic_stream(n_events=1500, n_users=60, n_items=100, seed=1)
+
+
+def _with_rating(frame: pd.DataFrame, position: int, value: float) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.loc[position, "rating"] = value
+    return frame
+
+
+def test_one_rating_of_1000_is_refused_naming_its_position_or_clipped_or_dropped(ratings):
+    from recinc_plugins.data import InteractionsError
+    from recinc_plugins.evaluation import Stream, compare
+
+    bad = Stream(_with_rating(ratings, 700, 1000.0))  # the CLI's defaults: steps of 1000
+    with pytest.raises(InteractionsError, match=r"1 rating\(s\) outside the rating scale "
+                                                r"\[1, 5\] .*1000 looked like errors.* "
+                                                r"positions .* 700 \(1000\)") as info:
+        compare({"svd": make("surprise-svd")}, bad)
+    assert info.value.rows.tolist() == [700]
+    clean = compare({"svd": make("surprise-svd", seed=0)}, Stream(ratings))
+    for policy in ("clip", "drop"):
+        res = compare({"svd": make("surprise-svd", seed=0)}, bad, on_out_of_scale=policy)
+        assert res.out_of_scale == {"policy": policy, "events": 1}
+        assert res.rating_scale == (1.0, 5.0)
+        assert res.summary["status"].tolist() == ["ok"]
+        assert abs(res.summary["recall@10"][0] - clean.summary["recall@10"][0]) < 0.02
+    with pytest.raises(InteractionsError, match=r"outside the rating scale \[1, 4\] \(as given"):
+        compare({"svd": make("surprise-svd")}, Stream(ratings), rating_scale=(1, 4))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_model_that_diverges_is_reported_diverged_with_its_step(ratings, n_jobs):
+    """The rating of 1000 learned in the warm-up (scale check off): Surprise's SVD turns to
+    NaN; compare says so, at the first scored step, and the others finish."""
+    from recinc_plugins.evaluation import Stream, compare
+
+    stream = Stream(_with_rating(ratings, 100, 1000.0), step=50, warmup=200)
+    res = compare({"svd": make("surprise-svd", seed=0), "pop": Popularity()}, stream,
+                  rating_scale=None, n_jobs=n_jobs)
+    rows = res.summary.set_index("model")
+    assert rows.loc["svd", "status"] == "diverged" and rows.loc["svd", "diverged_step"] == 0
+    assert "predicted ratings are not finite when step 0" in rows.loc["svd", "error"]
+    assert rows.loc["pop", "status"] == "ok" and res.diverged == {"svd": 0}
+
+
+class _Explodes(Popularity):
+    """Popularity whose scores (and predicted ratings) turn NaN once it learns item "boom"."""
+
+    def _partial_fit(self, batch) -> None:
+        super()._partial_fit(batch)
+        boom = self.item_index_.lookup(["boom"])[0]
+        if boom >= 0 and (batch.items == boom).any():
+            self.boom_ = True
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        scores = super()._score_users(users)
+        return scores * np.nan if getattr(self, "boom_", False) else scores
+
+
+@pytest.mark.parametrize("step", [1, 7])
+def test_the_step_of_the_divergence_is_the_first_scored_after_it(step):
+    from recinc_plugins.evaluation import Stream, compare
+
+    users = np.arange(300) % 40
+    items = (np.arange(300) * 7) % 90
+    frame = pd.DataFrame({"user": users, "item": items.astype(object)})
+    frame.loc[150, "item"] = "boom"
+    stream = Stream(frame, step=step, warmup=20)
+    res = compare({"x": _Explodes()}, stream)
+    learned_at = int(np.searchsorted(stream.bounds, 150, side="right")) - 1
+    assert res.diverged == {"x": learned_at + 1}
+    assert res.summary["status"].tolist() == ["diverged"]
+
+
+# -- output folders: one run at a time, files whole ----------------------------------------------
+
+def _hold(folder: str, ready) -> None:
+    from recinc_plugins.evaluation.report import folder_lock
+
+    with folder_lock(folder):
+        ready.set()
+        import time
+
+        time.sleep(60)
+
+
+def test_a_second_run_on_the_same_out_folder_is_refused_at_once_and_a_dead_ones_lock_taken_over(
+        tmp_path):
+    import multiprocessing
+    import signal
+
+    from recinc_plugins.evaluation import compare
+    from recinc_plugins.evaluation.report import LOCK_NAME, OutputFolderBusy
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(OutputFolderBusy, match=rf"being written by another run, process "
+                                                   rf"{holder.pid} .*another folder"):
+            compare({"pop": Popularity()}, EVENTS, out=tmp_path)
+        assert not (tmp_path / "summary.csv").exists()  # nothing of ours was written
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+    assert (tmp_path / LOCK_NAME).read_text().startswith(str(holder.pid))  # stale, left
+    res = compare({"pop": Popularity()}, EVENTS, out=tmp_path)
+    res.write(tmp_path, plots=False)
+    assert (tmp_path / LOCK_NAME).read_text().startswith(str(os.getpid()))
+    assert pd.read_csv(tmp_path / "summary.csv")["status"].tolist() == ["ok"]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_log_file_gets_one_line_per_model_and_no_control_characters(capfd):
+    from recinc_plugins.evaluation import compare
+
+    compare({"pop": Popularity(), "random": make("random")}, EVENTS, k=2, progress=True,
+            n_jobs=2)
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert sorted(line.split(":")[0] for line in lines) == ["[1/2] pop", "[2/2] random"] or \
+        sorted(line.split(":")[0] for line in lines) == ["[1/2] random", "[2/2] pop"]
+    assert all(": ok, recall@2 " in line for line in lines)
+    assert "\r" not in err and "\x1b" not in err

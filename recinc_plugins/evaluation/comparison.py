@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -26,6 +27,7 @@ import pandas as pd
 from .._threads import cores
 from ..base import IncrementalRecommender, Newcomer
 from ..coldstart import check_cold_start
+from ..data.interactions import InteractionsError
 from .metrics import (
     drift_points,
     event_metrics,
@@ -35,6 +37,7 @@ from .metrics import (
     window_curves,
 )
 from .prequential import (
+    ModelDiverged,
     ReplayConfig,
     ReplayRecord,
     read_checkpoint,
@@ -42,7 +45,7 @@ from .prequential import (
     replay_threads,
     resolve_device,
 )
-from .report import write_atomic, write_report
+from .report import folder_lock, write_atomic, write_report
 from .stream import Stream
 
 __all__ = ["CompareInterrupted", "CompareResult", "compare"]
@@ -68,14 +71,24 @@ class CompareResult:
         Model name -> :class:`~recinc_plugins.evaluation.ReplayRecord` (per-event ranks
         and predictions, per-step costs), for the models that finished.
     failures : dict
-        Model name -> the traceback of the error that stopped it.
+        Model name -> the traceback of the error that stopped it (for a model that diverged,
+        what went non-finite and when).
+    diverged : dict
+        Model name -> the 0-based step whose scoring found the model's scores or predicted
+        ratings non-finite (its replay stopped there; its summary row says ``"diverged"``).
     unfinished : list
         The models an interrupted run (Ctrl-C) stopped before they finished.
     settings : dict
         Model name -> ``{"cold_start": ..., "seed": ...}``: what the comparison ran it with.
+    rating_scale : tuple or None
+        ``(low, high)``: the scale the stream's ratings were checked against (given, or
+        inferred from the first events); None without ratings or a check.
+    out_of_scale : dict
+        ``{"policy": "error" | "clip" | "drop", "events": n}``: what was done with the
+        ratings outside that scale, and to how many.
     summary : pandas.DataFrame
-        One row per model (failed ones too, with ``status="failed"``, and the unfinished ones
-        of an interrupted run with ``status="not finished"``).
+        One row per model (failed ones too, with ``status="failed"`` or ``"diverged"``, and
+        the unfinished ones of an interrupted run with ``status="not finished"``).
     mask : numpy.ndarray or None
         Which scored events were ranked (``eval_fraction < 1``), the same for every model;
         None when every one was. Every metric is computed over the ranked events.
@@ -89,6 +102,9 @@ class CompareResult:
     unfinished: list[str] = field(default_factory=list)
     #: per model, the cold-start policy and seed the comparison gave it
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diverged: dict[str, int] = field(default_factory=dict)
+    rating_scale: tuple[float, float] | None = None
+    out_of_scale: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mask = self.config.sample(self.stream.n_scored)
@@ -163,7 +179,9 @@ class CompareResult:
     def _summary(self) -> pd.DataFrame:
         rows = []
         for name in self.order:
-            if name in self.failures:
+            if name in self.diverged:
+                rows.append(_diverged_row(name, self.failures[name], self.diverged[name]))
+            elif name in self.failures:
                 rows.append(_failed_row(name, self.failures[name]))
             elif name in self.records:
                 rows.append(self._summary_row(name, self.records[name]))
@@ -319,6 +337,10 @@ def _failed_row(name: str, tb: str) -> dict[str, Any]:
     return {"model": name, "status": "failed", "error": error[-1] if error else "failed"}
 
 
+def _diverged_row(name: str, message: str, step: int) -> dict[str, Any]:
+    return {"model": name, "status": "diverged", "diverged_step": step, "error": message}
+
+
 def _unfinished_row(name: str) -> dict[str, Any]:
     return {"model": name, "status": _UNFINISHED, "error": "interrupted before it finished"}
 
@@ -328,7 +350,7 @@ def _summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     # a failed model's row has no counts: keep the count columns integer (nullable) rather
     # than let the missing values turn them into floats
     for col in summary.columns:
-        if col == "events" or col.endswith("_events"):
+        if col in ("events", "diverged_step") or col.endswith("_events"):
             values = summary[col]
             if values.notna().any() and all(float(v).is_integer()
                                             for v in values.dropna()):
@@ -442,6 +464,8 @@ def _worker(conn: Any, name: str, model: IncrementalRecommender, stream: Stream,
     _die_with_parent()
     try:
         record = replay(name, model, stream, config)
+    except ModelDiverged as exc:
+        conn.send(("diverged", (str(exc), exc.step)))
     except BaseException:
         conn.send(("failed", traceback.format_exc()))
     else:
@@ -514,13 +538,17 @@ class _Live:
         self._save()
 
     def ended(self, name: str, record: ReplayRecord | None = None,
-              error: str | None = None) -> None:
+              error: str | None = None, diverged: int | None = None) -> None:
         if record is not None:
             try:
                 self.rows[name] = self.base._summary_row(name, record)
             except Exception:  # the final summary will say what is wrong with the record
                 self.rows[name] = _failed_row(name, traceback.format_exc())
             self.models[name] = {"status": "ok"}
+        elif diverged is not None:
+            self.rows[name] = _diverged_row(name, error or "diverged", diverged)
+            self.models[name] = {"status": "diverged", "step": diverged,
+                                 "error": self.rows[name]["error"]}
         else:
             self.rows[name] = _failed_row(name, error or "failed")
             self.models[name] = {"status": "failed", "error": self.rows[name]["error"]}
@@ -541,13 +569,61 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class _Outcomes:
+    """What each model ended with, filled in as it ends (so an interrupted run keeps it),
+    passed on to the live output folder and, where the log is not a terminal, as one line
+    per model (no progress bars: no control characters in a log file)."""
+
+    def __init__(self, order: list[str], live: _Live | None, log: bool, k: int) -> None:
+        self.order = order
+        self.live = live
+        self.log = log
+        self.k = k
+        self.records: dict[str, ReplayRecord] = {}
+        self.failures: dict[str, str] = {}
+        self.diverged: dict[str, int] = {}
+        self.t0: dict[str, float] = {}
+
+    def started(self, name: str) -> None:
+        self.t0[name] = time.monotonic()
+        if self.live is not None:
+            self.live.started(name)
+
+    def ended(self, name: str, record: ReplayRecord | None = None, error: str | None = None,
+              diverged: int | None = None) -> None:
+        if record is not None:
+            self.records[name] = record
+        else:
+            self.failures[name] = error or "failed"
+            if diverged is not None:
+                self.diverged[name] = diverged
+        if self.live is not None:
+            self.live.ended(name, record, error, diverged)
+        if self.log:
+            self._log_line(name, record, error, diverged)
+
+    def _log_line(self, name: str, record: ReplayRecord | None, error: str | None,
+                  diverged: int | None) -> None:
+        done = len(self.records) + len(self.failures)
+        seconds = time.monotonic() - self.t0.get(name, time.monotonic())
+        if record is not None:
+            hits = record.rank < self.k
+            ranked = hits if record.scored is None else hits[record.scored]
+            what = f"ok, recall@{self.k} {ranked.mean():.4f}" if ranked.size else "ok"
+        elif diverged is not None:
+            what = f"diverged at step {diverged}"
+        else:
+            lines = (error or "failed").strip().splitlines()
+            what = f"failed: {lines[-1] if lines else 'failed'}"
+        print(f"[{done}/{len(self.order)}] {name}: {what} ({seconds:.1f} s)", file=sys.stderr,
+              flush=True)
+
+
 def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
                   config: ReplayConfig, n_jobs: int, context: str | None,
-                  records: dict[str, ReplayRecord] | None = None,
-                  failures: dict[str, str] | None = None, live: _Live | None = None
-                  ) -> tuple[dict[str, ReplayRecord], dict[str, str]]:
-    """Replay the models in worker processes, at most ``n_jobs`` at once; ``records`` and
-    ``failures`` are filled in place as models end (so an interrupted run keeps them)."""
+                  outcomes: _Outcomes) -> None:
+    """Replay the models in worker processes, at most ``n_jobs`` at once; ``outcomes`` is
+    filled in place as models end (so an interrupted run keeps them)."""
     ctx = multiprocessing.get_context(context or _default_context())
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["numpy", "pandas", "recinc_plugins.evaluation"])
@@ -555,8 +631,6 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
     running: dict[Any, tuple[str, Any, float]] = {}
     # a step can run long past a soft budget check: the worker is stopped a little later
     hard = None if config.time_budget_s is None else 1.2 * config.time_budget_s + 2.0
-    records = {} if records is None else records
-    failures = {} if failures is None else failures
     position = 0
     try:
         while queue or running:
@@ -566,24 +640,21 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
                 cfg = ReplayConfig(**{**config.__dict__, "progress_position": position})
                 proc = ctx.Process(target=_worker, args=(send, name, model, stream, cfg),
                                    name=f"recinc-compare-{name}", daemon=True)
+                outcomes.started(name)
                 try:
                     # with forkserver/spawn the model is pickled here: a model that cannot
                     # be fails alone, the others run
                     proc.start()
                 except Exception:
-                    failures[name] = traceback.format_exc()
                     recv.close()
-                    if live is not None:
-                        live.ended(name, error=failures[name])
+                    outcomes.ended(name, error=traceback.format_exc())
                     continue
                 finally:
                     send.close()
                 running[recv] = (name, proc, time.monotonic())
                 position += 1
-                if live is not None:
-                    live.started(name)
             if running:
-                _collect(running, records, failures, hard, config, live)
+                _collect(running, outcomes, hard, config)
     finally:
         # on any error (or KeyboardInterrupt) in this loop, leave no worker running
         for conn, (_, proc, _) in running.items():
@@ -591,12 +662,10 @@ def _run_parallel(models: dict[str, IncrementalRecommender], stream: Stream,
                 proc.kill()
             proc.join()
             conn.close()
-    return records, failures
 
 
-def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, ReplayRecord],
-             failures: dict[str, str], hard: float | None, config: ReplayConfig,
-             live: _Live | None = None) -> None:
+def _collect(running: dict[Any, tuple[str, Any, float]], outcomes: _Outcomes,
+             hard: float | None, config: ReplayConfig) -> None:
     """Wait for workers to finish (or to go over their hard time limit) and record them."""
     timeout = None
     if hard is not None:
@@ -607,12 +676,11 @@ def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, Repl
             if time.monotonic() - started >= hard:
                 proc.kill()
                 proc.join()
-                failures[name] = (f"TimeoutError: model {name!r} went over its time budget "
-                                  f"of {config.time_budget_s:g} s (worker stopped)")
                 del running[conn]
                 conn.close()
-                if live is not None:
-                    live.ended(name, error=failures[name])
+                outcomes.ended(name, error=f"TimeoutError: model {name!r} went over its time "
+                                           f"budget of {config.time_budget_s:g} s (worker "
+                                           "stopped)")
         return
     for conn in ready:
         name, proc, _ = running.pop(conn)
@@ -620,17 +688,17 @@ def _collect(running: dict[Any, tuple[str, Any, float]], records: dict[str, Repl
             status, payload = conn.recv()
         except (EOFError, OSError):
             proc.join()
-            failures[name] = (f"worker process for {name!r} died without a result "
-                              f"(exit code {proc.exitcode})")
+            status, payload = "failed", (f"worker process for {name!r} died without a "
+                                         f"result (exit code {proc.exitcode})")
         else:
             proc.join()
-            if status == "ok":
-                records[name] = payload
-            else:
-                failures[name] = payload
         conn.close()
-        if live is not None:
-            live.ended(name, records.get(name), failures.get(name))
+        if status == "ok":
+            outcomes.ended(name, payload)
+        elif status == "diverged":
+            outcomes.ended(name, error=payload[0], diverged=payload[1])
+        else:
+            outcomes.ended(name, error=payload)
 
 
 def compare(
@@ -657,6 +725,8 @@ def compare(
     cold_start: str | Newcomer | None = "popularity",
     seed: int | None = 0,
     context: str = "learned",
+    rating_scale: tuple[float, float] | str | None = "auto",
+    on_out_of_scale: str = "error",
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -681,11 +751,19 @@ def compare(
         Leave the items the user had before the step out of the candidates.
     clip
         ``(low, high)``: clip predicted ratings to the rating scale.
+    rating_scale, on_out_of_scale
+        The scale of the stream's ratings: ``(low, high)``, ``"auto"`` (the range of the
+        ratings of the warm-up, or without one of the first step; of the first 100 events
+        when that is shorter) or None (no check). A rating outside it is an error
+        naming its positions (``on_out_of_scale="error"``, the default), or is clipped to
+        the scale (``"clip"``) or left out of the stream (``"drop"``), for every model; the
+        result says how many (``out_of_scale``).
     n_jobs
         Models replayed at once, each in its own worker process (1: in this process). A model
         that raises, or whose worker dies, is reported in ``failures``; the others finish.
     progress
-        Show a progress bar per model (events/s included).
+        Show a progress bar per model (events/s included); where standard error is not a
+        terminal (a log file), one line per model as it ends instead.
     checkpoint_dir, checkpoint_every, resume
         Save each model and its replay state every ``checkpoint_every`` steps (and at the end)
         under ``checkpoint_dir``; with ``resume=True`` a model with a checkpoint there carries
@@ -727,12 +805,20 @@ def compare(
     out
         A folder where each model's summary row is written (``summary.csv``) as soon as the
         model ends, ok or failed, and every model's state (``status.json``: ``waiting``,
-        ``running``, ``ok``, ``failed``, ``not finished``), so a run that is killed or
-        interrupted leaves the models that finished. ``result.write(out)`` completes the
-        report.
+        ``running``, ``ok``, ``failed``, ``diverged``, ``not finished``), so a run that is
+        killed or interrupted leaves the models that finished. ``result.write(out)``
+        completes the report. The folder is locked for the run (``.recinc.lock``, holding
+        this process's id): a second run on it is refused at once.
+
+    A model whose scores or predicted ratings become non-finite (NaN) is stopped there and
+    reported with ``status="diverged"`` and the step (``diverged_step``), never as ``"ok"``.
 
     Raises
     ------
+    InteractionsError
+        A rating outside the rating scale, with ``on_out_of_scale="error"``.
+    OutputFolderBusy
+        ``out`` is in use by another run that is still going.
     CompareInterrupted
         On Ctrl-C (KeyboardInterrupt): the workers are stopped and ``.result`` holds the
         models that ended before it (the others in ``result.unfinished``). It is a
@@ -756,6 +842,7 @@ def compare(
     if not isinstance(stream, Stream):
         raise TypeError(f"stream must be a Stream or an interactions DataFrame, got "
                         f"{type(stream).__name__}")
+    stream, scale, out_of_scale = _checked_ratings(stream, rating_scale, on_out_of_scale)
     models = _as_models(models)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
         raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
@@ -774,10 +861,12 @@ def compare(
     if isinstance(eval_seed, (bool, np.bool_)) or not isinstance(
             eval_seed, (int, np.integer)) or eval_seed < 0:
         raise ValueError(f"eval_seed must be a non-negative integer, got {eval_seed!r}")
+    # a log file gets a line per model, not bars
+    log = bool(progress) and not _is_terminal(sys.stderr)
     config = _config(stream, k, ks, target, exclude_seen, clip,
                      checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
                      checkpoint_every=int(checkpoint_every), resume=bool(resume),
-                     progress=bool(progress), time_budget_s=time_budget_s,
+                     progress=bool(progress) and not log, time_budget_s=time_budget_s,
                      eval_fraction=float(eval_fraction), eval_seed=int(eval_seed),
                      device=device, threads=None if threads is None else int(threads),
                      max_threads=max(1, cores() // min(n_jobs, len(models))))
@@ -797,36 +886,133 @@ def compare(
             # is an error here, not a failed model later
             read_checkpoint(name, stream, config, models[name],
                             model_class=type(models[name]))
-    live = None if out is None else _Live(out, stream, config, order)
-    records: dict[str, ReplayRecord] = {}
-    failures: dict[str, str] = {}
-    interrupted = False
-    try:
-        if n_jobs == 1 or len(models) == 1:
-            for name, model in models.items():
-                if live is not None:
-                    live.started(name)
-                try:
-                    records[name] = replay(name, model, stream, config)  # (our copy)
-                except Exception:
-                    failures[name] = traceback.format_exc()
-                if live is not None:
-                    live.ended(name, records.get(name), failures.get(name))
-        else:
-            _run_parallel(models, stream, config, min(n_jobs, len(models)), mp_context,
-                          records, failures, live)
-    except KeyboardInterrupt:
-        interrupted = True  # the workers are stopped; keep what ended
-    except BaseException:
-        if live is not None:
-            live.finish(None, interrupted=False)
-        raise
-    records = {name: records[name] for name in order if name in records}
-    unfinished = [name for name in order if name not in records and name not in failures]
-    result = CompareResult(stream=stream, config=config, records=records, failures=failures,
-                           order=order, unfinished=unfinished, settings=settings)
-    if live is not None:
-        live.finish(result, interrupted)
+    with contextlib.nullcontext() if out is None else folder_lock(out):
+        outcomes = _Outcomes(order, None if out is None else _Live(out, stream, config, order),
+                             log, config.ks[0])
+        interrupted = _run(models, stream, config, n_jobs, mp_context, outcomes)
+        records = {name: outcomes.records[name] for name in order if name in outcomes.records}
+        unfinished = [name for name in order
+                      if name not in records and name not in outcomes.failures]
+        result = CompareResult(stream=stream, config=config, records=records,
+                               failures=outcomes.failures, order=order, unfinished=unfinished,
+                               settings=settings, diverged=outcomes.diverged,
+                               rating_scale=scale, out_of_scale=out_of_scale)
+        if outcomes.live is not None:
+            outcomes.live.finish(result, interrupted)
     if interrupted:
         raise CompareInterrupted(result)
     return result
+
+
+def _run(models: dict[str, IncrementalRecommender], stream: Stream, config: ReplayConfig,
+         n_jobs: int, mp_context: str | None, outcomes: _Outcomes) -> bool:
+    """Replay every model (in this process, or in workers), filling ``outcomes``; True when
+    Ctrl-C stopped the run (the workers are stopped, what ended is kept)."""
+    try:
+        if n_jobs == 1 or len(models) == 1:
+            for name, model in models.items():
+                outcomes.started(name)
+                try:
+                    record = replay(name, model, stream, config)  # (our copy)
+                except ModelDiverged as exc:
+                    outcomes.ended(name, error=str(exc), diverged=exc.step)
+                except Exception:
+                    outcomes.ended(name, error=traceback.format_exc())
+                else:
+                    outcomes.ended(name, record)
+        else:
+            _run_parallel(models, stream, config, min(n_jobs, len(models)), mp_context,
+                          outcomes)
+    except KeyboardInterrupt:
+        return True
+    except BaseException:
+        if outcomes.live is not None:
+            outcomes.live.finish(None, interrupted=False)
+        raise
+    return False
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+#: "auto" infers the rating scale from the warm-up, or the first step, or when either is
+#: shorter, the first this many events
+SCALE_EVENTS = 100
+_OUT_OF_SCALE = ("error", "clip", "drop")
+
+
+def _infer_scale(sample: np.ndarray) -> tuple[float, float, list[float]]:
+    """The range of ``sample``'s ratings, less the extreme values that look like errors: a
+    value at either end seen in at most 1% of the sample (or once) and farther from the next
+    value than the whole range of the others (1000 among ratings 1 to 5; not a rare 0.5 among
+    half-stars). Returns ``(low, high, the values left out)``."""
+    values, counts = np.unique(sample, return_counts=True)
+    rare = counts <= max(1.0, 0.01 * sample.size)
+    lo, hi = 0, values.size - 1
+    while hi - lo >= 2:
+        if rare[hi] and values[hi] - values[hi - 1] > values[hi - 1] - values[lo]:
+            hi -= 1
+        elif rare[lo] and values[lo + 1] - values[lo] > values[hi] - values[lo + 1]:
+            lo += 1
+        else:
+            break
+    odd = [float(v) for v in (*values[:lo], *values[hi + 1:])]
+    return float(values[lo]), float(values[hi]), odd
+
+
+def _checked_ratings(stream: Stream, rating_scale: Any, on_out_of_scale: str
+                     ) -> tuple[Stream, tuple[float, float] | None, dict[str, Any]]:
+    """``stream`` with its ratings checked against the rating scale (see ``compare``): the
+    stream (clipped or with events dropped, where asked), the scale, what was done."""
+    if on_out_of_scale not in _OUT_OF_SCALE:
+        raise ValueError(f"on_out_of_scale must be one of {', '.join(_OUT_OF_SCALE)}, got "
+                         f"{on_out_of_scale!r}")
+    if not stream.has_ratings or rating_scale is None:
+        return stream, None, {}
+    ratings = stream.ratings
+    if isinstance(rating_scale, str):
+        if rating_scale != "auto":
+            raise ValueError(f"rating_scale must be (low, high), 'auto' or None, got "
+                             f"{rating_scale!r}")
+        first = stream.n_warmup or int(stream.bounds[1])
+        sample = ratings[:max(first, min(len(ratings), SCALE_EVENTS))]
+        low, high, odd = _infer_scale(sample)
+        source = (f"inferred from the first {sample.size:,} events' ratings"
+                  + (f", where {', '.join(f'{v:g}' for v in odd)} looked like errors"
+                     if odd else "")
+                  + "; pass rating_scale=(low, high) (--rating-scale LOW,HIGH) to set it")
+    else:
+        try:
+            low, high = (float(x) for x in rating_scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"rating_scale must be (low, high), 'auto' or None, got "
+                             f"{rating_scale!r}") from None
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"rating_scale must be (low, high) with finite low < high, got "
+                             f"{rating_scale!r}")
+        source = "as given"
+    outside = (ratings < low) | (ratings > high)
+    count = int(outside.sum())
+    done = {"policy": on_out_of_scale, "events": count}
+    if not count:
+        return stream, (low, high), done
+    if on_out_of_scale == "error":
+        rows = np.flatnonzero(outside)
+        shown = ", ".join(f"{r} ({ratings[r]:g})" for r in rows[:10])
+        more = f" and {rows.size - 10} more" if rows.size > 10 else ""
+        raise InteractionsError(
+            f"column 'rating': {count} rating(s) outside the rating scale [{low:g}, "
+            f"{high:g}] ({source}) at stream positions (timestamp order) {shown}{more}; "
+            "clip them or drop them with on_out_of_scale='clip' or 'drop' "
+            "(--on-out-of-scale)", column="rating", rows=rows)
+    if on_out_of_scale == "clip":
+        frame = stream.frame.assign(rating=np.clip(ratings, low, high))
+        warmup = stream.n_warmup
+    else:
+        frame = stream.frame[~outside].reset_index(drop=True)
+        warmup = stream.n_warmup - int(outside[:stream.n_warmup].sum())
+    return Stream(frame, step=stream.step, warmup=warmup), (low, high), done

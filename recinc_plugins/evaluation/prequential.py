@@ -46,7 +46,7 @@ from ..persistence import (
 from ..sparse import concat_ranges
 from .stream import Stream
 
-__all__ = ["CheckpointError", "ReplayConfig", "ReplayRecord", "replay"]
+__all__ = ["CheckpointError", "ModelDiverged", "ReplayConfig", "ReplayRecord", "replay"]
 
 #: with fresh context, a row is scored with at most this many of its user's latest in-step items
 CONTEXT_ITEMS = 50
@@ -390,6 +390,8 @@ class _Replay:
         if self.rates:
             t0 = time.perf_counter()
             pred = self.model.score_encoded(self.table_u[users], self.table_i[items])
+            if not np.isfinite(pred).all():
+                self._diverged(j, "its predicted ratings are not finite")
             if config.clip is not None:
                 pred = np.clip(pred, config.clip[0], config.clip[1])
             record.pred[pos] = pred
@@ -477,6 +479,8 @@ class _Replay:
             cold = model.cold_scores()
             record.score_s[j] += clock() - t0
             row = self._to_stream_order(cold, n_items)
+            if np.isnan(row).any():
+                self._diverged(j, "its cold-start scores hold NaN")
             lists[~known] = self._shared_lists(row, starts[~known], counts[~known], kmax)
         if n_known:
             t0 = clock()
@@ -484,6 +488,8 @@ class _Replay:
             record.score_s[j] += clock() - t0
             if shared is not None:
                 row = self._to_stream_order(shared, n_items)
+                if np.isnan(row).any():
+                    self._diverged(j, "its scores hold NaN")
                 found = self._shared_lists(row, starts[known], counts[known], kmax)
             else:
                 found = self._row_lists(j, self.table_u[uniq[known]], starts[known],
@@ -567,9 +573,8 @@ class _Replay:
         if count:
             _, user_items, _ = self.stream.history
             row[user_items[start:start + count]] = -np.inf
-        nan = np.isnan(row)
-        if nan.any():
-            row[nan] = -np.inf
+        if np.isnan(row).any():
+            self._diverged(j, "its scores hold NaN")
         kmax = max(ks)
         theta = self.theta[known]
         cand = (row >= theta).nonzero()[0]
@@ -672,6 +677,8 @@ class _Replay:
             vectors = self._to_stream_order(np.asarray(vectors).T, n_items)
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         record.score_s[j] += clock() - t0
+        if vectors is not None and not np.isfinite(vectors).all():
+            self._diverged(j, "its item vectors are not finite")
         if vectors is not None and self.device is not None:
             return self._torch_lists(j, mapped, starts, counts, vectors, kmax, context)
         itemsize = 4 if vectors is not None else 8
@@ -682,8 +689,11 @@ class _Replay:
             ctx = None if context is None else context.take(np.arange(b0, b0 + rows.size))
             t0 = clock()
             if vectors is not None:
-                scores = np.asarray(_user_vectors(model, rows, ctx), dtype=np.float32) @ vectors
+                users = np.asarray(_user_vectors(model, rows, ctx), dtype=np.float32)
+                scores = users @ vectors
                 record.score_s[j] += clock() - t0
+                if not np.isfinite(users).all():
+                    self._diverged(j, "its user vectors are not finite")
                 record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
                     2 * scores.size * vectors.shape[0]
             else:
@@ -697,6 +707,10 @@ class _Replay:
                 inside = cols < n_items  # (an item new in this step is no candidate anyway)
                 scores[masked[inside], cols[inside]] = -np.inf
             found = top_k(scores, kmax)[0]  # fewer columns than kmax in a tiny catalogue
+            if found.shape[1]:  # a NaN is never recommended: look where a list is short
+                short = found[:, -1] < 0
+                if short.any() and np.isnan(scores[short]).any():
+                    self._diverged(j, "its scores hold NaN")
             out[b0:b0 + block, :found.shape[1]] = found
         return out
 
@@ -721,8 +735,10 @@ class _Replay:
             rows = mapped[b0:b0 + block]
             ctx = None if context is None else context.take(np.arange(b0, b0 + rows.size))
             t0 = clock()
-            users_t = torch.from_numpy(np.ascontiguousarray(_user_vectors(model, rows, ctx),
-                                                            dtype=np.float32)).to(device)
+            users = np.ascontiguousarray(_user_vectors(model, rows, ctx), dtype=np.float32)
+            if not np.isfinite(users).all():
+                self._diverged(j, "its user vectors are not finite")
+            users_t = torch.from_numpy(users).to(device)
             scores = users_t @ items_t
             record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
                 2 * rows.size * vectors.size
@@ -822,6 +838,12 @@ class _Replay:
         record.extra["identity_items"] = self.identity_i
         return record
 
+    def _diverged(self, j: int, what: str) -> None:
+        s, t = int(self.stream.bounds[j]), int(self.stream.bounds[j + 1])
+        raise ModelDiverged(
+            f"model {self.name!r} diverged: {what} when step {j} (events {s}-{t - 1}) was "
+            f"scored, after learning the events before it", step=j)
+
     def _check_budget(self) -> None:
         budget = self.config.time_budget_s
         if budget is not None and time.perf_counter() - self._t0 > budget:
@@ -887,6 +909,23 @@ class _Replay:
         self.mem_base = _rss_mb() - state["mem_peak"]
         self.mem_peak = _rss_mb()
         return True
+
+
+class ModelDiverged(RuntimeError):
+    """A model's scores or predicted ratings became non-finite (NaN; infinite ratings or
+    factor vectors): its replay stops, reported with status ``"diverged"`` and the 0-based
+    ``step`` whose scoring found it (the model as it was after learning the steps before).
+
+    The check reads only what the replay computes anyway: predicted ratings, the factor
+    vectors of a step, the score rows whose top-K lists come out short (NaN is never
+    recommended), and one-event rows; no scan of the model."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.step))
 
 
 class CheckpointError(ValueError):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import io
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +22,108 @@ from .._optional import extra_installed
 #: (not imported: the comparison module imports this one, never the other way round)
 CompareResult = Any
 
-__all__ = ["format_summary", "protocol_text", "write_atomic", "write_report"]
+__all__ = ["LOCK_NAME", "OutputFolderBusy", "folder_lock", "format_summary", "protocol_text",
+           "write_atomic", "write_report"]
+
+#: the lock file of an output folder: the id of the process writing it
+LOCK_NAME = ".recinc.lock"
 
 
-def write_atomic(path: Path, text: str) -> None:
+class OutputFolderBusy(ValueError):
+    """An output folder is being written by another run, which is still going."""
+
+
+#: folders this process holds: path -> how many nested holds
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder`` for this run: a second run (another process) is refused at once with
+    :class:`OutputFolderBusy`, so two runs never mix their files.
+
+    The lock is ``folder/.recinc.lock``, holding this process's id and start time, locked
+    (``flock``) while this process or its workers live: a run that dies, even by SIGKILL,
+    leaves a stale file that the next run takes over. This process may hold it again (the
+    CLI holds it around ``compare`` and the report)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield folder
+        finally:
+            _HELD[key] -= 1
+        return
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock(fd, path, folder)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {_now()}\n".encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = 1
+    try:
+        yield folder
+    finally:
+        del _HELD[key]
+        os.close(fd)  # the lock goes with it; the file stays (see above)
+
+
+def _lock(fd: int, path: Path, folder: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): a live pid in the file holds the folder
+        owner = _owner(path)
+        if owner is not None and owner[0] != os.getpid() and _alive(owner[0]):
+            raise _busy(folder, owner) from None
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise _busy(folder, _owner(path)) from None
+
+
+def _owner(path: Path) -> tuple[int, str] | None:
+    try:
+        pid, _, since = path.read_text().strip().partition(" ")
+        return int(pid), since
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _busy(folder: Path, owner: tuple[int, str] | None) -> OutputFolderBusy:
+    who = f"process {owner[0]} (started {owner[1]})" if owner else "another process"
+    return OutputFolderBusy(
+        f"{folder} is being written by another run, {who}: two runs would mix their files. "
+        f"Wait for it to end, or write to another folder (its lock: {folder / LOCK_NAME})")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Replace ``path`` with ``text`` all at once: written to a temporary file beside it,
     flushed to disk, then renamed over it, so a reader (or a run killed at any moment) sees
     the old file or the new one, never a part of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as fh:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -74,6 +169,19 @@ def protocol_text(result: CompareResult) -> str:
         parts.append("rating target: predicted rating before learning" + clip
                      + (" (every model)" if config.rating == "always"
                         else " (models whose scores are ratings)"))
+    scale = getattr(result, "rating_scale", None)
+    if scale is not None:
+        done = getattr(result, "out_of_scale", {}) or {}
+        outside = int(done.get("events", 0))
+        what = {"clip": "clipped to it", "drop": "left out of the stream"}.get(
+            done.get("policy"), "refused")
+        parts.append(f"ratings checked against the scale [{scale[0]:g}, {scale[1]:g}]"
+                     + (f", {outside:,} outside it {what}" if outside else ""))
+    diverged = getattr(result, "diverged", {})
+    if diverged:
+        parts.append("stopped when their scores or predicted ratings turned non-finite "
+                     "(diverged): " + ", ".join(f"{name} at step {step}"
+                                                for name, step in diverged.items()))
     return "; ".join(parts) + "."
 
 
@@ -121,8 +229,18 @@ def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
 
 def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
                  window: int | None = None) -> dict[str, Path]:
-    """Write the comparison to ``folder``; return the paths written by kind."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the comparison to ``folder``; return the paths written by kind. Every file is
+    replaced at once (:func:`write_atomic`), under the folder's lock (:func:`folder_lock`)."""
+    with folder_lock(folder):
+        return _write_report(result, Path(folder), plots, window)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+def _write_report(result: CompareResult, folder: Path, plots: bool,
+                  window: int | None) -> dict[str, Path]:
     written: dict[str, Path] = {}
     summary = result.summary
     # replaced at once: the summary.csv that compare(out=...) kept up to date during the run
@@ -130,14 +248,14 @@ def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
     write_atomic(folder / "summary.csv", summary.to_csv(index=False))
     written["summary.csv"] = folder / "summary.csv"
     curves = result.curves(window=window)
-    curves.to_csv(folder / "curves.csv", index=False)
+    write_atomic(folder / "curves.csv", _csv(curves))
     written["curves.csv"] = folder / "curves.csv"
     paired = result.paired()
-    paired.to_csv(folder / "paired.csv", index=False)
+    write_atomic(folder / "paired.csv", _csv(paired))
     written["paired.csv"] = folder / "paired.csv"
     drift = result.drift
     if drift is not None:
-        drift.to_csv(folder / "drift.csv", index=False)
+        write_atomic(folder / "drift.csv", _csv(drift))
         written["drift.csv"] = folder / "drift.csv"
     payload = {
         "protocol": protocol_text(result),
@@ -151,17 +269,18 @@ def write_report(result: CompareResult, folder: Path, *, plots: bool = True,
         "paired": _records(paired),
         "drift": None if drift is None else _records(drift),
         "failures": result.failures,
+        "diverged": dict(getattr(result, "diverged", {})),
+        "rating_scale": _jsonable(getattr(result, "rating_scale", None)),
+        "out_of_scale": _jsonable(getattr(result, "out_of_scale", {})),
         "not_finished": list(result.unfinished),
     }
-    with open(folder / "summary.json", "w") as fh:
-        json.dump(payload, fh, indent=2)
+    write_atomic(folder / "summary.json", json.dumps(payload, indent=2))
     written["summary.json"] = folder / "summary.json"
     images: list[str] = []
     if plots and extra_installed("plot") and result.records:
         images = _plots(result, curves, folder)
         written.update({name: folder / name for name in images})
-    with open(folder / "report.md", "w") as fh:
-        fh.write(_markdown(result, paired, drift, images, plots))
+    write_atomic(folder / "report.md", _markdown(result, paired, drift, images, plots))
     written["report.md"] = folder / "report.md"
     return written
 
@@ -258,7 +377,7 @@ def _plots(result: CompareResult, curves: pd.DataFrame, folder: Path) -> list[st
         axes[0].legend(fontsize="small", loc="best")
         axes[0].set_title("sliding window (solid), cumulative (dotted), drift points (dashed)",
                           fontsize="medium")
-        fig.savefig(folder / "metrics_over_time.png", dpi=110)
+        _save_figure(fig, folder / "metrics_over_time.png")
         names.append("metrics_over_time.png")
     summary = result.summary[result.summary["status"] == "ok"]
     cost = [("update_us_per_event", "update time per event (us)"),
@@ -279,6 +398,12 @@ def _plots(result: CompareResult, curves: pd.DataFrame, folder: Path) -> list[st
         ax.margins(x=0.25)
         ax.invert_yaxis()
         ax.grid(alpha=0.3, axis="x")
-    fig.savefig(folder / "cost.png", dpi=110)
+    _save_figure(fig, folder / "cost.png")
     names.append("cost.png")
     return names
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_atomic(path, buffer.getvalue())
