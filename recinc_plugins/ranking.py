@@ -54,13 +54,13 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
     """Columns of each row's k best scores (ties to the lower column), or None to fall back
     (a NaN in the row, a catalogue too small to cut, a sea of ties).
 
-    The row is cut into ``8k`` blocks. The k-th largest block maximum is a score that at least
+    The row is cut into ``32k`` blocks. The k-th largest block maximum is a score that at least
     k entries reach, so only the entries at or above it can be among the k best, and they all
     sit in the blocks whose maximum reaches it: usually about k blocks. So one vectorised pass
     (the block maxima) reads the whole row, and only those blocks are read again and sorted.
     """
     n_rows, n_cols = scores.shape
-    n_blocks = 8 * k
+    n_blocks = 32 * k
     width = n_cols // n_blocks
     if width < 4:
         return None
