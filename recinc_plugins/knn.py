@@ -103,43 +103,47 @@ class _PairCounts:
                 weights: np.ndarray) -> np.ndarray:
         """``Q @ counts`` as a dense ``(n_rows, n_cols)`` float64 array, where ``Q`` holds
         ``weights`` at ``(rows, items)`` (repeats add up); items without pairs add nothing."""
-        out = np.zeros((n_rows, max(n_cols, self.size)))
         inside = items < self.size
         if not inside.all():
             rows, items, weights = rows[inside], items[inside], weights[inside]
-        if items.size == 0:
-            return out[:, :n_cols]
-        width = out.shape[1]
+        width = max(n_cols, self.size)
         if items.size <= _GATHER_MAX:  # a few rows: read them, no sparse product
-            out.ravel()[:] += self._gather(rows * width, items, weights, out.size)
+            out = np.zeros((n_rows, width))
+            if items.size:
+                self._gather(out.ravel(), rows * width, items, weights)
             return out[:, :n_cols]
         uniq, inverse = np.unique(items, return_inverse=True)
         query = sp.csr_matrix((weights, (rows, inverse.reshape(-1))),
                               shape=(n_rows, uniq.size))
         if uniq.size * self.size * 8 <= _DENSE_BYTES:
             # the rows the query reads, dense, once each; then a sparse x dense product
-            out[:, : self.size] += query @ self.dense_rows(uniq)
-            return out[:, :n_cols]
-        for level in self.levels:
-            out[:, : self.size] += (query @ self._square(level)[uniq]).toarray()
-        out.ravel()[:] += self._gather(rows * width, items, weights, out.size, levels=False)
-        return out[:, :n_cols]
+            out = query @ self.dense_rows(uniq)
+        else:
+            out = np.zeros((n_rows, self.size))
+            for level in self.levels:
+                out += (query @ self._square(level)[uniq]).toarray()
+            self._gather(out.ravel(), rows * self.size, items, weights, levels=False)
+        if n_cols > self.size:
+            out = np.pad(out, ((0, 0), (0, n_cols - self.size)))
+        return out
 
     def dense_rows(self, items: np.ndarray) -> np.ndarray:
         """The counts of ``items`` (distinct, all below ``size``) as a dense array."""
-        out = np.zeros((items.size, self.size))
+        out = None
         for level in self.levels:
-            part = self._square(level)[items]
-            out += part.toarray()
-        out.ravel()[:] += self._gather(np.arange(items.size) * self.size, items,
-                                       np.ones(items.size), out.size, levels=False)
+            part = self._square(level)[items].toarray()
+            out = part if out is None else np.add(out, part, out=out)
+        if out is None:
+            out = np.zeros((items.size, self.size))
+        self._gather(out.ravel(), np.arange(items.size) * self.size, items,
+                     np.ones(items.size), levels=False)
         return out
 
-    def _gather(self, offsets: np.ndarray, items: np.ndarray, weights: np.ndarray,
-                size: int, *, levels: bool = True) -> np.ndarray:
-        """``sum_e weights[e] * counts[items[e], c]`` added at ``offsets[e] + c``, as a flat
-        array of ``size``: the rows read one by one from each level (unless ``levels`` is
-        False), and the buffered entries of those rows."""
+    def _gather(self, out: np.ndarray, offsets: np.ndarray, items: np.ndarray,
+                weights: np.ndarray, *, levels: bool = True) -> None:
+        """Add ``weights[e] * counts[items[e], c]`` at ``out[offsets[e] + c]`` (``out``: flat),
+        for the rows read one by one from each level (unless ``levels`` is False) and for
+        the buffered entries of those rows."""
         flat, values = [], []
         for level in self.levels if levels else ():
             ptr = level.indptr
@@ -166,8 +170,12 @@ class _PairCounts:
             flat.append(offsets[which] + self.cols[hit])
             values.append(self.vals[hit] * weights[which])
         if not flat:
-            return np.zeros(size)
-        return np.bincount(np.concatenate(flat), np.concatenate(values), minlength=size)
+            return
+        flat, values = np.concatenate(flat), np.concatenate(values)
+        if 16 * flat.size < out.size:  # a few entries: no pass over the whole output
+            np.add.at(out, flat, values)
+        else:
+            out += np.bincount(flat, values, minlength=out.size)
 
     def __getstate__(self) -> dict[str, Any]:
         self.tocsr()  # a saved model holds its counts once, compactly
@@ -202,7 +210,8 @@ class ItemKNN(IncrementalRecommender):
 
     The counts are a sparse matrix that grows by appended pairs, so ``partial_fit`` costs
     amortised O(events x window); scoring a user reads the rows of its ``history`` items.
-    Event strengths (ratings, weights) are not used: every event counts once.
+    Event strengths (ratings, weights) are not used: every event counts once. The defaults
+    were chosen on the first half of MovieLens 100K (``docs/knn.md``).
 
     Parameters
     ----------
@@ -251,21 +260,21 @@ class ItemKNN(IncrementalRecommender):
            [-1,  0,  1],
            [-1, -1,  0]])
 
-    ``C`` as a dense array (rows: the earlier item; x, y, z): "y right after x" twice, "z
-    right after y" once, "z two after x" once (0.8), and each backwards at half weight:
+    ``C`` as a dense array (x, y, z): y came right after x twice, z right after y once and
+    two after x once (``distance_decay``: 0.95); with ``reverse=1`` the counts are symmetric:
 
     >>> model.pairs_.tocsr().toarray()
-    array([[0. , 2. , 0.8],
-           [1. , 0. , 1. ],
-           [0.4, 0.5, 0. ]])
+    array([[0.  , 2.  , 0.95],
+           [2.  , 0.  , 1.  ],
+           [0.95, 1.  , 0.  ]])
 
     Context reaches the model through ``score_block`` (dense indices; -1: a user it has never
-    learned, scored from the context alone): after "y", z scores highest.
+    learned, scored from the context alone): after "y", x (twice beside it) scores above z.
 
     >>> from recinc_plugins.context import Context
     >>> _, (y,) = model.add_ids(items=["y"])
     >>> model.score_block([-1], Context.from_lists([[y]])).round(3)
-    array([[0.413, 0.003, 0.709]])
+    array([[0.976, 0.003, 0.843]])
 
     References
     ----------
@@ -281,12 +290,12 @@ class ItemKNN(IncrementalRecommender):
 
     def __init__(
         self,
-        window: int = 10,
-        distance_decay: float = 0.8,
-        reverse: float = 0.5,
-        history: int = 10,
+        window: int = 50,
+        distance_decay: float = 0.95,
+        reverse: float = 1.0,
+        history: int = 20,
         recency: float = 0.8,
-        alpha: float = 0.5,
+        alpha: float = 0.25,
         beta: float = 0.5,
         popularity: float = 0.01,
         cold_start: str | Newcomer = "newcomer",
