@@ -7,6 +7,7 @@ import pandas as pd
 
 from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from .growth import grown
+from .params import check_bool
 
 __all__ = ["DecayedPopularity", "Popularity", "Random"]
 
@@ -48,6 +49,9 @@ class Popularity(IncrementalRecommender):
     def __init__(self, weighted: bool = False, cold_start: str | Newcomer = "popularity") -> None:
         self.weighted = weighted
         self.cold_start = cold_start
+
+    def _check_params(self) -> None:
+        check_bool("weighted", self.weighted)
 
     def _init_model(self) -> None:
         self.popularity_ = np.zeros(0, dtype=np.float64)
@@ -105,6 +109,7 @@ class DecayedPopularity(IncrementalRecommender):
         self.weighted = weighted
 
     def _check_params(self) -> None:
+        check_bool("weighted", self.weighted)
         self._half_life_ns = None
         self._half_life_events = None
         if isinstance(self.half_life, (bool, np.bool_)):

@@ -380,3 +380,130 @@ def test_a_log_file_gets_one_line_per_model_and_no_control_characters(capfd):
         sorted(line.split(":")[0] for line in lines) == ["[1/2] random", "[2/2] pop"]
     assert all(": ok, recall@2 " in line for line in lines)
     assert "\r" not in err and "\x1b" not in err
+
+
+# -- timestamps: one format per column ---------------------------------------------------------
+
+def _timestamps(values, **kwargs) -> pd.Series:
+    from recinc_plugins.data import validate_interactions
+
+    frame = pd.DataFrame({"user": np.arange(len(values)), "item": 1, "timestamp": values})
+    return validate_interactions(frame, **kwargs)["timestamp"]
+
+
+def test_timestamps_in_two_formats_are_an_error_listing_the_rows():
+    from recinc_plugins.data import InteractionsError
+
+    # the first values read either way (month first, as pandas would); one later does not
+    values = ["01/02/2024"] * 1000 + ["13/02/2024", "02/03/2024", "14/03/2024"]
+    with pytest.raises(InteractionsError, match=r"timestamps not in the column's format "
+                                                r"'%m/%d/%Y' \(inferred .*--time-format.* "
+                                                r"2 row\(s\) at positions 1000, 1002") as info:
+        _timestamps(values)
+    assert info.value.rows.tolist() == [1000, 1002]
+    day_first = _timestamps(values, time_format="%d/%m/%Y")
+    assert day_first[1000] == pd.Timestamp("2024-02-13") and day_first[0] == \
+        pd.Timestamp("2024-02-01")  # every value read the same way
+    # where the first values settle it, the whole column is read their way
+    assert _timestamps(["01/02/2024", "13/02/2024"]).tolist() == [pd.Timestamp("2024-02-01"),
+                                                                  pd.Timestamp("2024-02-13")]
+    with pytest.raises(InteractionsError, match=r"given as time_format.* positions 1"):
+        _timestamps(["01/02/2024", "13/02/2024"], time_format="%m/%d/%Y")
+    # ISO 8601 is one format, with or without a time and an offset
+    assert _timestamps(["2024-01-02", "2024-01-02T10:00:00+02:00"]).tolist() == [
+        pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-02 08:00")]
+
+
+def test_the_cli_reads_a_file_with_the_time_format_it_is_given(tmp_path, capsys):
+    from recinc_plugins.cli import main
+
+    path = tmp_path / "events.csv"
+    days = [f"{d:02d}/01/2024" for d in range(1, 29)] * 10
+    pd.DataFrame({"user": np.arange(280) % 30, "item": np.arange(280) % 17,
+                  "timestamp": days}).to_csv(path, index=False)
+    assert main(["compare", "--data", str(path), "--models", "popularity", "--quiet",
+                 "--step", "50", "--time-format", "%m/%d/%Y"]) == 2
+    assert "not in the column's format '%m/%d/%Y' (given as time_format" in \
+        capsys.readouterr().err
+    assert main(["compare", "--data", str(path), "--models", "popularity", "--quiet",
+                 "--step", "50", "--time-format", "%d/%m/%Y"]) == 0
+
+
+# -- parameters and flags ------------------------------------------------------------------------
+
+def test_cli_values_are_python_literals_and_true_false_yes_no():
+    from recinc_plugins.evaluation.cli import parse_params
+
+    params = parse_params(["popularity.weighted=false", "random.seed=3",
+                           "decayed-popularity.half_life='1h'", "popularity.cold_start=newcomer",
+                           "decayed-popularity.weighted=Yes", "random.seed=None"],
+                          ["popularity", "random", "decayed-popularity"])
+    assert params == {"popularity": {"weighted": False, "cold_start": "newcomer"},
+                      "random": {"seed": None},
+                      "decayed-popularity": {"half_life": "1h", "weighted": True}}
+
+
+@pytest.mark.parametrize(("name", "param"), [
+    ("popularity", "weighted"), ("decayed-popularity", "weighted"),
+    ("surprise-svd", "fold_in"), ("surprise-svd", "biased"), ("surprise-knn", "verbose"),
+])
+def test_boolean_parameters_refuse_anything_but_a_bool(name, param):
+    pytest.importorskip("surprise") if name.startswith("surprise") else None
+    with pytest.raises(ValueError, match=f"{param} must be True or False, got 'maybe'"):
+        make(name, **{param: "maybe"}).fit(EVENTS)
+
+
+def test_the_cli_refuses_a_loose_parameter_and_takes_false_as_false(capsys):
+    from recinc_plugins.cli import main
+
+    assert main(["compare", "--models", "popularity", "--quiet",
+                 "--param", "popularity.weighted=maybe"]) == 2
+    assert "model 'popularity': weighted must be True or False, got 'maybe'" in \
+        capsys.readouterr().err
+    assert main(["compare", "--models", "popularity", "--quiet",
+                 "--param", "popularity.weighted=false"]) == 0
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--budget", "0"], "--budget must be a positive number of seconds, got 0"),
+    (["--budget", "-5"], "--budget must be a positive number of seconds, got -5"),
+    (["--budget", "abc"], "argument --budget: invalid float value: 'abc'"),
+    (["--k", "abc"], "--k must be one or more positive integers such as 10 or 10,20, got 'abc'"),
+    (["--k", "10,0"], "--k must be one or more positive integers"),
+    (["--jobs", "0"], "--jobs must be a positive integer or -1 (every core), got 0"),
+    (["--checkpoint-every", "-2"], "--checkpoint-every must be >= 0 steps, got -2"),
+    (["--rating-scale", "5,1"], "--rating-scale must be LOW,HIGH with LOW < HIGH"),
+])
+def test_bad_flags_are_refused_naming_the_flag(flags, message, capsys):
+    from recinc_plugins.cli import main
+
+    try:
+        code = main(["compare", "--models", "popularity", "--quiet", *flags])
+    except SystemExit as exc:  # argparse's own errors (a value of the wrong type)
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_two_cli_runs_on_one_out_folder_the_second_refused_at_once(tmp_path):
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "recinc_plugins.cli", "compare", "--models",
+               "popularity,random", "--quiet", "--out", str(out), "--step", "1",
+               "--no-plots"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lock = out / ".recinc.lock"
+        end = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().startswith(str(first.pid))):
+            assert time.monotonic() < end and first.poll() is None
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and time.monotonic() - t0 < 30
+        assert f"being written by another run, process {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()

@@ -27,7 +27,7 @@ import pandas as pd
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
 from ..growth import grown
-from ..params import check_choice, check_int, check_number, check_seed
+from ..params import check_bool, check_choice, check_int, check_number, check_seed
 
 __all__ = [
     "SurpriseAdapter",
@@ -121,6 +121,7 @@ class SurpriseAdapter(IncrementalRecommender):
         check_int("refit_every", self.refit_every, optional=True)
         check_choice("refit_unit", self.refit_unit, _REFIT_UNITS)
         check_int("window", self.window, optional=True)
+        check_bool("fold_in", self.fold_in)
         check_number("fold_in_reg", self.fold_in_reg, optional=True)
         if self.rating_scale is not None:
             low, high = self.rating_scale
@@ -524,6 +525,12 @@ class _NamedSurprise(SurpriseAdapter):
 
     def _check_params(self) -> None:
         check_seed("seed", self.seed)
+        # the algorithm's own switches (biased, verbose, cache_ratings): Surprise tests them
+        # for truth, so "false" from a command line would silently mean True
+        defaults = inspect.signature(getattr(_surprise(), self._algo_class)).parameters
+        for key, value in self.params.items():
+            if key in defaults and isinstance(defaults[key].default, bool):
+                check_bool(key, value)
         super()._check_params()
 
     @classmethod
@@ -732,6 +739,9 @@ def _check_options(algo: Any) -> None:
         unknown = sorted(str(key) for key in options if key not in known)
         if unknown:
             raise ValueError(f"{attr} has unknown option(s) {unknown}; Surprise reads {known}")
+    user_based = (getattr(algo, "sim_options", None) or {}).get("user_based", True)
+    if not isinstance(user_based, (bool, np.bool_)):
+        raise ValueError(f"sim_options['user_based'] must be True or False, got {user_based!r}")
     name = (getattr(algo, "sim_options", None) or {}).get("name", "msd")
     if not isinstance(name, str) or name.lower() not in _SIM_NAMES:
         raise ValueError(f"sim_options['name'] must be one of {_SIM_NAMES}, got {name!r}")

@@ -88,13 +88,19 @@ def _check_values(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values
 
 
-def _check_timestamps(frame: pd.DataFrame) -> np.ndarray:
+def _check_timestamps(frame: pd.DataFrame, time_format: str | None = None) -> np.ndarray:
     raw = frame["timestamp"]
+    if time_format is not None and not isinstance(time_format, str):
+        raise ValueError(f"time_format must be a strptime format such as '%d/%m/%Y' or "
+                         f"'ISO8601', got {time_format!r}")
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        if time_format is not None:
+            raise ValueError(f"time_format={time_format!r} is for text timestamps; column "
+                             "'timestamp' holds numbers, read as Unix seconds")
         seconds = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(seconds)
         if bad.any():
@@ -105,12 +111,75 @@ def _check_timestamps(frame: pd.DataFrame) -> np.ndarray:
                   "numbers out of range as Unix seconds (milliseconds or nanoseconds? convert "
                   "them to seconds or datetimes first)")
     else:
-        parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
-        parsed = parsed.dt.tz_localize(None)
+        parsed = _parse_text_timestamps(raw, time_format).dt.tz_localize(None)
     bad = parsed.isna().to_numpy()
     if bad.any():
         _fail("timestamp", bad, "unparseable timestamps")
     return parsed.to_numpy(dtype="datetime64[ns]")
+
+
+#: the first values a column's timestamp format is inferred from
+_FORMAT_SAMPLE = 1000
+
+
+def _parse_text_timestamps(raw: pd.Series, time_format: str | None) -> pd.Series:
+    """Text timestamps read in one format for the whole column: ``time_format``, or the
+    format inferred from the column's first values (ISO 8601 in any of its forms counts as
+    one format); a value in another format (``13/02/2024`` in a month-first column) or none
+    is an error naming its rows. Never a value read one way and the next another way."""
+    values = raw.to_numpy(dtype=object, na_value=None)
+    text = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=values.size)
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=values.size)
+    if not text.any():  # datetime objects (of several time zones, say): no format to read
+        return pd.to_datetime(raw, errors="coerce", utc=True)
+    if (present & ~text).any():
+        _fail("timestamp", present & ~text, "values that are not text among text timestamps")
+    series = pd.Series(values, index=raw.index, dtype=object)
+    given = time_format is not None
+    fmt = time_format if given else _infer_time_format(values[text][:_FORMAT_SAMPLE])
+    if fmt is None:
+        parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    else:
+        try:
+            parsed = pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
+        except ValueError as exc:  # a format pandas cannot use
+            raise ValueError(f"time_format={fmt!r} is not a usable format ({exc})") from exc
+    bad = parsed.isna().to_numpy() & text
+    if bad.any() and fmt is not None:
+        # values that some other format reads: the column mixes formats
+        other = pd.to_datetime(series[bad], format="mixed", errors="coerce", utc=True)
+        if other.notna().any():
+            first = values[text][0]
+            where = ("given as time_format" if given else
+                     f"inferred from the column's first values, such as {first!r}")
+            _fail("timestamp", bad, f"timestamps not in the column's format {fmt!r} ({where}; "
+                                    "pass time_format (--time-format) to read another)")
+    return parsed
+
+
+def _infer_time_format(sample: np.ndarray) -> str | None:
+    """The one format all of ``sample`` (a column's first text timestamps) is in: of the
+    formats its first value may be in (month or day first), the first that reads every
+    value of the sample, else the month-first one; ISO 8601 dates for ``%Y-%m-%d...``."""
+    import warnings
+
+    from pandas.tseries.api import guess_datetime_format
+
+    if sample.size == 0:
+        return None
+    first = sample[0].strip()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guesses = [guess_datetime_format(first, dayfirst=dayfirst) for dayfirst in (False, True)]
+    candidates = list(dict.fromkeys(g for g in guesses if g))
+    if not candidates:
+        return None
+    if candidates[0].startswith(("%Y-%m-%d", "%Y%m%d")):
+        return "ISO8601"
+    for fmt in candidates:
+        if pd.to_datetime(pd.Series(sample), format=fmt, errors="coerce").notna().all():
+            return fmt
+    return candidates[0]
 
 
 def validate_interactions(
@@ -120,13 +189,15 @@ def validate_interactions(
     rating_scale: tuple[float, float] | None = None,
     duplicates: str = "keep",
     require_timestamp: bool = False,
+    time_format: str | None = None,
 ) -> pd.DataFrame:
     """Turn ``data`` into the canonical interactions frame, or raise naming what is wrong.
 
     The canonical frame has columns ``user`` and ``item`` (ids: int64 or object), then
     ``rating`` (explicit feedback) or ``weight`` (implicit strength) as float64, then an optional
-    ``timestamp`` (``datetime64[ns]``, naive UTC; numbers are read as Unix seconds), then any
-    other columns the caller passed, unchanged. Rows keep their order and count.
+    ``timestamp`` (``datetime64[ns]``, naive UTC; numbers are read as Unix seconds, text in one
+    format for the whole column), then any other columns the caller passed, unchanged. Rows
+    keep their order and count.
 
     Parameters
     ----------
@@ -143,6 +214,11 @@ def validate_interactions(
         event at the first occurrence (implicit feedback only).
     require_timestamp
         Raise if there is no ``timestamp`` column.
+    time_format
+        The format of text timestamps (``"%d/%m/%Y"``, ``"ISO8601"``); by default inferred
+        from the column's first values. Either way every value must be in it: a column where
+        ``01/02/2024`` would be read month first and ``13/02/2024`` day first is an error
+        naming the rows, not a silent mix.
 
     Raises
     ------
@@ -222,7 +298,7 @@ def validate_interactions(
     if "weight" in frame.columns:
         out["weight"] = _check_values(frame, "weight")
     if "timestamp" in frame.columns:
-        out["timestamp"] = _check_timestamps(frame)
+        out["timestamp"] = _check_timestamps(frame, time_format)
     result = pd.DataFrame(out)
     extras = [c for c in frame.columns if c not in CANONICAL_COLUMNS]
     for column in extras:

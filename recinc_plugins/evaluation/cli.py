@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import os
 import sys
 from typing import Any
@@ -32,7 +33,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                              f"each stopped after {DEFAULT_BUDGET_S:g} s")
     parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
                         help="a model parameter, e.g. --param decayed-popularity.half_life=500 "
-                             "(repeatable; values are Python literals or plain strings)")
+                             "(repeatable; values are Python literals, true/false/yes/no, "
+                             "none, or plain strings)")
     parser.add_argument("--step", default="1000",
                         help="events per step (1: every event), or a duration like 1D "
                              "(default: 1000)")
@@ -46,6 +48,17 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the items the user already had among the candidates")
     parser.add_argument("--clip", default=None, metavar="LOW,HIGH",
                         help="clip predicted ratings, e.g. 1,5")
+    parser.add_argument("--rating-scale", default="auto", metavar="LOW,HIGH",
+                        help="the scale of the ratings, e.g. 1,5; auto: inferred from the "
+                             "warm-up or the first step; none: no check (default: auto)")
+    parser.add_argument("--on-out-of-scale", choices=("error", "clip", "drop"),
+                        default="error",
+                        help="what a rating outside the scale does: stop with an error "
+                             "naming it, clip it to the scale, or drop its event (default: "
+                             "error)")
+    parser.add_argument("--time-format", default=None, metavar="FORMAT",
+                        help="the format of text timestamps, e.g. %%d/%%m/%%Y (default: "
+                             "inferred from the first values; every value must match it)")
     parser.add_argument("--window", type=int, default=None,
                         help="sliding-window size of the curves, in events")
     parser.add_argument("--jobs", type=int, default=None,
@@ -96,6 +109,25 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars; print only the summary table")
 
 
+_WORDS = {"true": True, "yes": True, "false": False, "no": False, "none": None, "null": None}
+
+
+def parse_value(text: str) -> Any:
+    """A ``--param`` value: a Python literal (``500``, ``0.1``, ``"warp"``, ``(1, 5)``,
+    ``True``), one of true/false/yes/no/none (any case), or else the text itself.
+
+    >>> [parse_value(v) for v in ["500", "false", "Yes", "none", "warp", "(1, 5)"]]
+    [500, False, True, None, 'warp', (1, 5)]
+    """
+    word = text.strip().lower()
+    if word in _WORDS:
+        return _WORDS[word]
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
 def _number_or_text(text: str) -> Any:
     try:
         return int(text)
@@ -108,8 +140,8 @@ def _number_or_text(text: str) -> Any:
 
 
 def parse_params(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
-    """``["model.key=value", ...]`` -> ``{model: {key: value}}``; values are Python literals
-    where they parse as one, else strings.
+    """``["model.key=value", ...]`` -> ``{model: {key: value}}``; values as
+    :func:`parse_value` reads them (Python literals, true/false/yes/no/none, else strings).
 
     >>> parse_params(["decayed-popularity.half_life=500", "random.seed=3"],
     ...              ["decayed-popularity", "random"])
@@ -125,12 +157,36 @@ def parse_params(items: list[str], names: list[str]) -> dict[str, dict[str, Any]
         if name not in names:
             raise ValueError(f"--param {item!r} names model {name!r}, which is not among the "
                              f"compared models ({', '.join(names)})")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        params.setdefault(name, {})[key] = value
+        params.setdefault(name, {})[key] = parse_value(raw)
     return params
+
+
+def _rating_scale(text: str) -> tuple[float, float] | str | None:
+    """``--rating-scale``: "auto", "none" or LOW,HIGH."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return None if word == "none" else "auto"
+    low, comma, high = text.partition(",")
+    try:
+        scale = (float(low), float(high))
+    except ValueError:
+        scale = None
+    if not comma or scale is None or not scale[0] < scale[1]:
+        raise ValueError(f"--rating-scale must be LOW,HIGH with LOW < HIGH (such as 1,5), auto "
+                         f"or none, got {text!r}")
+    return scale
+
+
+def _cutoffs(text: str) -> tuple[int, ...]:
+    """``--k``: one or more positive integers, comma-separated."""
+    try:
+        ks = tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise ValueError(f"--k must be one or more positive integers such as 10 or 10,20, got "
+                         f"{text!r}")
+    return ks
 
 
 def _installed_models(only: tuple[str, ...] | None) -> tuple[list[str], list[str]]:
@@ -150,14 +206,17 @@ def _installed_models(only: tuple[str, ...] | None) -> tuple[list[str], list[str
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..registry import make
-    from .comparison import CompareInterrupted, compare
-    from .report import format_summary, protocol_text
-    from .stream import Stream
+    from .report import folder_lock
 
     if args.window is not None and args.window < 1:
         raise ValueError(f"--window must be >= 1 event, got {args.window}")
+    if args.budget is not None and not 0 < args.budget < float("inf"):
+        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    if args.jobs is not None and args.jobs < 1 and args.jobs != -1:
+        raise ValueError(f"--jobs must be a positive integer or -1 (every core), got "
+                         f"{args.jobs}")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0 steps, got {args.checkpoint_every}")
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir, the folder to resume from")
     if not 0 < args.eval_fraction <= 1:  # (False for NaN too)
@@ -181,6 +240,21 @@ def run_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be a positive integer, got {args.threads}")
     if args.eval_seed < 0:
         raise ValueError(f"--eval-seed must be a non-negative integer, got {args.eval_seed}")
+    rating_scale = _rating_scale(args.rating_scale)
+    ks = _cutoffs(args.k)
+    # the folder is this run's from the start to the report: a second run is refused at once
+    with contextlib.nullcontext() if args.out is None else folder_lock(args.out):
+        return _run(args, ks, cold_start, seed, rating_scale)
+
+
+def _run(args: argparse.Namespace, ks: tuple[int, ...], cold_start: str | None,
+         seed: int | None, rating_scale: Any) -> int:
+    from ..data import load_dataset
+    from ..registry import make
+    from .comparison import CompareInterrupted, compare
+    from .report import format_summary, protocol_text
+    from .stream import Stream
+
     default_run = args.models is None
     if default_run or args.models.strip() == "all":
         names, skipped = _installed_models(DEFAULT_MODELS if default_run else None)
@@ -196,18 +270,18 @@ def run_compare(args: argparse.Namespace) -> int:
     for name in names:
         try:
             models[name] = make(name, **params.get(name, {}))
+            models[name].reset()  # a bad parameter is refused now, not in the replay
         except ImportError as exc:
             if args.models is not None and args.models.strip() != "all":
                 raise
             skipped.append(f"{name} ({exc})")
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"model {name!r}: {exc}") from exc
     if args.data_home:
         os.environ["RECINC_DATA_HOME"] = args.data_home
-    frame = load_dataset(args.data)
+    frame = load_dataset(args.data, time_format=args.time_format)
     step = _number_or_text(args.step)
     warmup = _number_or_text(args.warmup)
-    ks = tuple(int(x) for x in str(args.k).split(",") if x.strip())
     clip = None
     if args.clip:
         low, _, high = args.clip.partition(",")
@@ -232,7 +306,8 @@ def run_compare(args: argparse.Namespace) -> int:
                          time_budget_s=budget, eval_fraction=args.eval_fraction,
                          eval_seed=args.eval_seed, out=args.out, device=args.device,
                          threads=args.threads, cold_start=cold_start, seed=seed,
-                         context=args.context)
+                         context=args.context, rating_scale=rating_scale,
+                         on_out_of_scale=args.on_out_of_scale)
     except CompareInterrupted as exc:  # Ctrl-C: report the models that ended, then say so
         result = exc.result
     if not args.quiet:
@@ -240,9 +315,11 @@ def run_compare(args: argparse.Namespace) -> int:
         print()
     print(format_summary(result))
     for name, tb in result.failures.items():
-        print(f"\n{name} failed: {tb.strip().splitlines()[-1]}", file=sys.stderr)
+        verb = "diverged" if name in result.diverged else "failed"
+        print(f"\n{name} {verb}: {tb.strip().splitlines()[-1]}", file=sys.stderr)
     if result.unfinished:
-        print(f"\ninterrupted: {', '.join(result.unfinished)} did not finish", file=sys.stderr)
+        print(f"\ninterrupted: {', '.join(result.unfinished)} did not finish",
+              file=sys.stderr)
     if args.out:
         written = result.write(args.out, plots=not args.no_plots, window=args.window)
         if not args.quiet:
