@@ -104,3 +104,6 @@ def test_the_command_prints_the_table_and_writes_the_files(events, tmp_path, cap
     assert main(["freshness", "--data", str(data), "--models", "popularity",
                  "--intervals", "0"]) == 2
     assert "must be >= 1" in capsys.readouterr().err
+    assert main(["freshness", "--data", str(data), "--models", "item-knn", "--param",
+                 "item-knn.window=0"]) == 2
+    assert "model 'item-knn': window must be an integer >= 1" in capsys.readouterr().err

@@ -338,7 +338,8 @@ def run_freshness(args: Any) -> int:
     for name in names:
         try:
             models[name] = make(name, **params.get(name, {}))
-        except TypeError as exc:
+            models[name].reset()  # a bad parameter is refused now, not in the first cell
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"model {name!r}: {exc}") from exc
     intervals = [_number_or_text(x.strip()) for x in args.intervals.split(",") if x.strip()]
     contexts = [x.strip() for x in args.contexts.split(",") if x.strip()]
