@@ -98,7 +98,7 @@ def test_incremental_als_step_matches_a_full_refit_on_recall(implicit_stream):
 
 
 def test_als_refresh_solves_touched_items_against_their_full_user_lists(implicit_stream):
-    model = ImplicitALS(**SMALL).fit(implicit_stream.iloc[:1500])
+    model = ImplicitALS(**SMALL, item_refresh=0).fit(implicit_stream.iloc[:1500])
     step = implicit_stream.iloc[1500:1600]
     model.partial_fit(step)
     items = np.unique(model.item_index_.lookup(step["item"].to_numpy()))
@@ -165,15 +165,20 @@ def test_confidence_transforms_follow_alpha():
     ("cls", "params", "match"),
     [
         (ImplicitALS, {"factors": 0}, "factors must be an integer >= 1"),
-        (ImplicitALS, {"regularization": -1.0}, "regularization must be a finite number"),
+        (ImplicitALS, {"regularization": -1.0},
+         "regularization must be 'auto' or a finite number >= 0"),
+        (ImplicitALS, {"item_refresh": "often"}, "item_refresh must be 'auto' or a finite"),
         (ImplicitALS, {"confidence": "square"}, "confidence must be one of"),
         (ImplicitALS, {"refit_every": 0}, "refit_every must be an integer >= 1"),
         (ImplicitALS, {"alpha": float("nan")}, "alpha must be a finite number"),
         (ImplicitALS, {"num_threads": -1}, "num_threads must be an integer >= 0"),
         (ImplicitBPR, {"update_on": "some"}, "update_on must be one of"),
-        (ImplicitBPR, {"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
+        (ImplicitBPR, {"learning_rate": 0.0},
+         "learning_rate must be 'auto' or a finite number > 0"),
+        (ImplicitBPR, {"replay": -1}, "replay must be a finite number >= 0"),
         (ImplicitBPR, {"iterations": 2.5}, "iterations must be an integer >= 1"),
-        (ImplicitLMF, {"neg_prop": 0}, "neg_prop must be an integer >= 1"),
+        (ImplicitLMF, {"neg_prop": 0}, "neg_prop must be 'auto' or a positive integer"),
+        (ImplicitLMF, {"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
         (ImplicitLMF, {"update_iterations": 0}, "update_iterations must be an integer >= 1"),
     ],
 )

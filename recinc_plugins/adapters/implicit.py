@@ -25,31 +25,62 @@ import scipy.sparse as sp
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from ..context import Context
-from ..growth import grown, resized
+from ..growth import grown
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
+from ._history import History
 
-__all__ = ["ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
+__all__ = ["SMALL_STEP", "ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
 
 _CONFIDENCE = ("linear", "log", "binary")
-_UPDATE_ON = ("touched", "all")
+_UPDATE_ON = ("auto", "sample", "touched", "all")
+#: a step of fewer events is small: ``update_on="auto"`` trains BPR and LMF on a sample and
+#: ``item_refresh="auto"`` puts ALS's items on a schedule (the defaults for larger steps,
+#: those of the published 1,000-event numbers, are kept from there up)
+SMALL_STEP = 1000
+#: ALS's ``item_refresh`` at small steps (measured in docs/implicit.md)
+_ITEM_REFRESH = 0.1
 
 
 class _ImplicitMF(IncrementalRecommender):
     """Shared machinery: the history matrix, growth, seeding, scoring by dot products."""
 
     extra: ClassVar[str | None] = "implicit"
+    persisted_types: ClassVar[tuple[type, ...]] = (History,)
     #: whether the item x user copy of the history is kept (ALS re-solves items from it)
     _keeps_item_users: ClassVar[bool] = False
     _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
 
     # -- parameters and validation -------------------------------------------------------------
 
+    #: what ``"auto"`` stands for, per parameter: (for fits and steps of at least
+    #: ``SMALL_STEP`` events, for smaller steps)
+    _AUTO: ClassVar[dict[str, tuple[float, float]]] = {}
+
     def _check_common(self) -> None:
         check_int("factors", self.factors)
         check_int("iterations", self.iterations)
-        check_number("regularization", self.regularization)
+        self._check_auto("regularization")
         check_int("num_threads", self.num_threads, 0)
         check_seed("seed", self.seed)
+
+    def _check_auto(self, name: str, *, strict: bool = False) -> None:
+        value = getattr(self, name)
+        if name in self._AUTO and isinstance(value, str) and value == "auto":
+            return
+        try:
+            check_number(name, value, strict=strict)
+        except ValueError:
+            if name not in self._AUTO:
+                raise
+            raise ValueError(f"{name} must be 'auto' or a finite number {'>' if strict else '>='}"
+                             f" 0, got {value!r}") from None
+
+    def _value(self, name: str, small: bool = False) -> float:
+        """Parameter ``name``, with ``"auto"`` resolved for a small step or not."""
+        value = getattr(self, name)
+        if isinstance(value, str):
+            return self._AUTO[name][small]
+        return value
 
     def _check_gpu(self) -> None:
         check_bool("use_gpu", self.use_gpu)
@@ -65,12 +96,35 @@ class _ImplicitMF(IncrementalRecommender):
 
     def _init_model(self) -> None:
         self.rng_ = np.random.default_rng(self.seed)
-        self.user_items_ = sp.csr_matrix((0, 0), dtype=np.float32)
-        self.item_users_ = (sp.csr_matrix((0, 0), dtype=np.float32)
-                            if self._keeps_item_users else None)
+        self.history_ = History()
+        self.item_history_ = History() if self._keeps_item_users else None
         self.model_ = self._new_model()
 
+    @property
+    def user_items_(self) -> sp.csr_matrix:
+        """Users x items CSR (float32) of the summed strengths learned so far."""
+        return self.history_.tocsr()
+
+    @property
+    def item_users_(self) -> sp.csr_matrix | None:
+        """Its items x users transpose (ALS only, else None)."""
+        return None if self.item_history_ is None else self.item_history_.tocsr()
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "user_items_" in state:  # written before History: the matrices themselves
+            state["history_"] = History.from_csr(state.pop("user_items_"))
+            item_users = state.pop("item_users_", None)
+            state["item_history_"] = None if item_users is None else History.from_csr(
+                item_users)
+        if self._keeps_item_users and "item_solved_" not in state:
+            state["item_solved_"] = np.asarray(state["item_counts_"]).copy()
+        super()._set_state(state)
+
     def _grow(self, n_users: int, n_items: int) -> None:
+        self.history_.resize(n_users, n_items)
+        if self.item_history_ is not None:
+            self.item_history_.resize(n_items, n_users)
         if not self._trained:
             return
         # items before users: implicit's solvers index item factors without bounds checks
@@ -119,25 +173,19 @@ class _ImplicitMF(IncrementalRecommender):
             self._update(batch)
 
     def _add_history(self, batch: Batch) -> None:
-        """Add a batch's strengths to the history (and its item x user copy, when kept).
-
-        Adding a small sparse matrix is one pass in C over the stored entries, with no sort:
-        much cheaper per step than rebuilding from coordinates.
-        """
-        shape = (self.n_users, self.n_items)
-        delta = sp.csr_matrix(
-            (batch.values.astype(np.float32), (batch.users, batch.items)), shape=shape
-        )
-        self.user_items_ = resized(self.user_items_, shape) + delta
-        if self.item_users_ is not None:
-            self.item_users_ = resized(self.item_users_, shape[::-1]) + delta.T.tocsr()
+        """Add a batch's strengths to the history (and its item x user copy, when kept):
+        amortised O(1) per event (see :class:`~recinc_plugins.adapters._history.History`)."""
+        values = batch.values.astype(np.float32)
+        self.history_.add(batch.users, batch.items, values)
+        if self.item_history_ is not None:
+            self.item_history_.add(batch.items, batch.users, values)
 
     def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
         return csr
 
     def _matrix(self) -> sp.csr_matrix:
         """Everything learned so far as implicit wants it: users x items, float32, confidences."""
-        return self._confidence(self.user_items_)
+        return self._confidence(self.history_.tocsr())
 
     def _next_seed(self) -> int:
         # a fresh seed per call: implicit re-seeds its samplers from random_state on every fit
@@ -267,17 +315,19 @@ class ImplicitALS(_ImplicitMF):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="touched", context=True)
     _keeps_item_users = True
+    _AUTO: ClassVar[dict[str, tuple[float, float]]] = {"regularization": (30.0, 3.0)}
 
     # -- parameters and validation -------------------------------------------------------------
 
     def __init__(
         self,
         factors: int = 16,
-        regularization: float = 30.0,
+        regularization: float | str = "auto",
         alpha: float = 1.0,
         confidence: str = "binary",
         iterations: int = 15,
         refresh_passes: int = 1,
+        item_refresh: float | str = "auto",
         refit_every: int | None = None,
         context_weight: float = 1.0,
         use_gpu: bool = False,
@@ -292,6 +342,7 @@ class ImplicitALS(_ImplicitMF):
         self.confidence = confidence
         self.iterations = iterations
         self.refresh_passes = refresh_passes
+        self.item_refresh = item_refresh
         self.refit_every = refit_every
         self.context_weight = context_weight
         self.use_gpu = use_gpu
@@ -306,10 +357,20 @@ class ImplicitALS(_ImplicitMF):
         check_number("context_weight", self.context_weight)
         check_choice("confidence", self.confidence, _CONFIDENCE)
         check_int("refresh_passes", self.refresh_passes)
+        if not (isinstance(self.item_refresh, str) and self.item_refresh == "auto"):
+            try:
+                check_number("item_refresh", self.item_refresh)
+            except ValueError:
+                raise ValueError("item_refresh must be 'auto' or a finite number >= 0, got "
+                                 f"{self.item_refresh!r}") from None
         check_int("refit_every", self.refit_every, optional=True)
         self._check_gpu()
 
     # -- learning ------------------------------------------------------------------------------
+
+    def _init_model(self) -> None:
+        super()._init_model()
+        self.item_solved_ = np.zeros(0)  # each item's event count at its last solve
 
     def _confidence(self, csr: sp.csr_matrix) -> sp.csr_matrix:
         return _apply_confidence(csr, self.confidence, self.alpha)
@@ -320,7 +381,7 @@ class ImplicitALS(_ImplicitMF):
         exact (Cholesky). Nothing is learned."""
         n = users.size
         known = users >= 0
-        history = self.user_items_[np.where(known, users, 0)]
+        history = self.history_.rows(np.where(known, users, 0))
         history = (sp.diags(known.astype(np.float32)) @ history).tocsr()
         recent = sp.csr_matrix((context.values.astype(np.float32), context.items, context.ptr),
                                shape=(n, self.n_items))
@@ -336,14 +397,40 @@ class ImplicitALS(_ImplicitMF):
             self._train_full(warm=True)
             return
         users = np.unique(batch.users)
-        items = np.unique(batch.items)
+        items = self._due_items(batch)
+        self.model_.regularization = self._value("regularization", len(batch) < SMALL_STEP)
         # confidences of the touched rows only: the whole matrix is not needed here
-        rows = self._confidence(self.user_items_[users])
-        item_users = self._confidence(self.item_users_[items])
+        rows = self._confidence(self.history_.rows(users))
+        item_users = self._confidence(self.item_history_.rows(items)) if items.size else None
         with _blas_single_thread():
             for _ in range(self.refresh_passes):
                 self.model_.partial_fit_users(users, rows)
-                self.model_.partial_fit_items(items, item_users)
+                if item_users is not None:
+                    self.model_.partial_fit_items(items, item_users)
+        if items.size:
+            self.item_solved_[items] = self.item_counts_[items]
+
+    def _due_items(self, batch: Batch) -> np.ndarray:
+        """The touched items to re-solve now: those whose events since their last solve reach
+        ``item_refresh`` times the events they had then (at least one)."""
+        items = np.unique(batch.items)
+        fraction = self._item_refresh(len(batch))
+        self.item_solved_ = grown(self.item_solved_, self.n_items)
+        if fraction == 0:
+            return items
+        solved = self.item_solved_[items]
+        due = self.item_counts_[items] - solved >= np.maximum(1.0, fraction * solved)
+        return items[due]
+
+    def _item_refresh(self, n_events: int) -> float:
+        if self.item_refresh == "auto":
+            return _ITEM_REFRESH if n_events < SMALL_STEP else 0.0
+        return float(self.item_refresh)
+
+    def _train_full(self, *, warm: bool) -> None:
+        self.model_.regularization = self._value("regularization")
+        super()._train_full(warm=warm)
+        self.item_solved_ = self.item_counts_.copy()
 
     # -- the wrapped model ---------------------------------------------------------------------
 
@@ -352,7 +439,7 @@ class ImplicitALS(_ImplicitMF):
         with _blas_single_thread():
             # alpha is applied by our confidence transform, so the model's own stays at 1
             return implicit.cpu.als.AlternatingLeastSquares(
-                factors=self.factors, regularization=self.regularization, alpha=1.0,
+                factors=self.factors, regularization=self._value("regularization"), alpha=1.0,
                 iterations=self.iterations, num_threads=self.num_threads,
                 random_state=self.seed,
             )
@@ -366,18 +453,43 @@ class _WarmStarted(_ImplicitMF):
     def _check_warm(self) -> None:
         check_int("update_iterations", self.update_iterations)
         check_choice("update_on", self.update_on, _UPDATE_ON)
-        check_number("learning_rate", self.learning_rate, strict=True)
+        check_number("replay", self.replay)
+        self._check_auto("learning_rate", strict=True)
 
     # -- learning ------------------------------------------------------------------------------
 
     def _update(self, batch: Batch) -> None:
-        matrix = self._matrix()
-        if self.update_on == "touched":
-            keep = np.zeros(matrix.shape[0], dtype=np.float32)
-            keep[np.unique(batch.users)] = 1.0
-            matrix = sp.diags(keep, format="csr") @ matrix
-            matrix.eliminate_zeros()
+        mode = self.update_on
+        if mode == "auto":
+            mode = "sample" if len(batch) < SMALL_STEP else "all"
+        if mode == "sample":
+            self._train_sample(*self._sample(batch))
+            return
+        if mode == "touched":
+            matrix = self._touched_rows(np.unique(batch.users))
+        else:
+            matrix = self._matrix()
         self._train_warm(matrix)
+
+    def _touched_rows(self, users: np.ndarray) -> sp.csr_matrix:
+        """The full-shape matrix holding only the rows of ``users`` (sorted, unique)."""
+        rows = self._confidence(self.history_.rows(users))
+        counts = np.zeros(self.n_users, dtype=np.int64)
+        counts[users] = np.diff(rows.indptr)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return sp.csr_matrix((rows.data, rows.indices, indptr),
+                             shape=(self.n_users, self.n_items))
+
+    def _sample(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(users, items, values)`` to train a small step on: its events, then ``replay``
+        earlier events per event drawn uniformly from the history (so the negatives drawn
+        from them follow the items' popularity, as in a fit on the whole history)."""
+        users, items, values = self.history_.sample(round(self.replay * len(batch)), self.rng_)
+        return (np.concatenate([batch.users, users]), np.concatenate([batch.items, items]),
+                np.concatenate([batch.values.astype(np.float32), values]))
+
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+        raise NotImplementedError
 
     def _train_warm(self, matrix: sp.csr_matrix) -> None:
         model = self.model_
@@ -445,17 +557,19 @@ class ImplicitBPR(_WarmStarted):
     """
 
     capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+    _AUTO: ClassVar[dict[str, tuple[float, float]]] = {"learning_rate": (0.01, 0.05)}
 
     # -- parameters and validation -------------------------------------------------------------
 
     def __init__(
         self,
         factors: int = 16,
-        learning_rate: float = 0.01,
+        learning_rate: float | str = "auto",
         regularization: float = 0.05,
         iterations: int = 200,
         update_iterations: int = 3,
-        update_on: str = "all",
+        update_on: str = "auto",
+        replay: float = 16.0,
         verify_negative_samples: bool = True,
         use_gpu: bool = False,
         cold_start: str | Newcomer = "newcomer",
@@ -469,6 +583,7 @@ class ImplicitBPR(_WarmStarted):
         self.iterations = iterations
         self.update_iterations = update_iterations
         self.update_on = update_on
+        self.replay = replay
         self.verify_negative_samples = verify_negative_samples
         self.use_gpu = use_gpu
         self.cold_start = cold_start
@@ -493,12 +608,36 @@ class ImplicitBPR(_WarmStarted):
         rows[:, -1] = 0.0
         return rows
 
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+        """``update_iterations`` epochs of BPR's SGD over the sample, each a mini-batch: the
+        gradients of implicit's ``bpr_update`` (bias in the last column, L2 on the rows a
+        sample moves), one negative per positive drawn uniformly from the catalogue."""
+        model = self.model_
+        users_f, items_f = model.user_factors, model.item_factors
+        lr = float(self._value("learning_rate", small=True))
+        reg = float(self.regularization)
+        for _ in range(self.update_iterations):
+            negatives = self.rng_.integers(items_f.shape[0], size=users.size)
+            u, liked, disliked = users_f[users], items_f[items], items_f[negatives]
+            diff = liked - disliked
+            z = _sigmoid(-np.einsum("ij,ij->i", u, diff))[:, None]
+            step_u = z * diff - reg * u
+            step_u[:, -1] = 0.0  # the users' constant 1.0 column
+            step_liked = z * u - reg * liked
+            step_disliked = -z * u - reg * disliked
+            step_liked[:, -1] = z[:, 0] - reg * liked[:, -1]  # the item bias
+            step_disliked[:, -1] = -z[:, 0] - reg * disliked[:, -1]
+            np.add.at(users_f, users, lr * step_u)
+            np.add.at(items_f, items, lr * step_liked)
+            np.add.at(items_f, negatives, lr * step_disliked)
+        model._user_norms = model._item_norms = None
+
     # -- the wrapped model ---------------------------------------------------------------------
 
     def _new_model(self) -> Any:
         implicit = _implicit()
         return implicit.cpu.bpr.BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate,
+            factors=self.factors, learning_rate=self._value("learning_rate"),
             regularization=self.regularization, iterations=self.iterations,
             num_threads=self.num_threads,
             verify_negative_samples=bool(self.verify_negative_samples),
@@ -566,6 +705,8 @@ class ImplicitLMF(_WarmStarted):
     """
 
     capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+    _AUTO: ClassVar[dict[str, tuple[float, float]]] = {"regularization": (10.0, 0.1),
+                                                       "neg_prop": (30, 8)}
 
     # -- parameters and validation -------------------------------------------------------------
 
@@ -573,13 +714,14 @@ class ImplicitLMF(_WarmStarted):
         self,
         factors: int = 16,
         learning_rate: float = 0.5,
-        regularization: float = 10.0,
+        regularization: float | str = "auto",
         alpha: float = 1.0,
         confidence: str = "binary",
         iterations: int = 30,
         update_iterations: int = 2,
-        update_on: str = "all",
-        neg_prop: int = 30,
+        update_on: str = "auto",
+        replay: float = 16.0,
+        neg_prop: int | str = "auto",
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
         seed: int | None = None,
@@ -593,6 +735,7 @@ class ImplicitLMF(_WarmStarted):
         self.iterations = iterations
         self.update_iterations = update_iterations
         self.update_on = update_on
+        self.replay = replay
         self.neg_prop = neg_prop
         self.cold_start = cold_start
         self.num_threads = num_threads
@@ -604,7 +747,12 @@ class ImplicitLMF(_WarmStarted):
         self._check_warm()
         check_number("alpha", self.alpha)
         check_choice("confidence", self.confidence, _CONFIDENCE)
-        check_int("neg_prop", self.neg_prop)
+        if not (isinstance(self.neg_prop, str) and self.neg_prop == "auto"):
+            try:
+                check_int("neg_prop", self.neg_prop)
+            except ValueError:
+                raise ValueError("neg_prop must be 'auto' or a positive integer, got "
+                                 f"{self.neg_prop!r}") from None
 
     # -- growth --------------------------------------------------------------------------------
 
@@ -653,6 +801,31 @@ class ImplicitLMF(_WarmStarted):
     def _train_warm(self, matrix: sp.csr_matrix) -> None:
         self._epochs(matrix, self.update_iterations)
 
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+        """``update_iterations`` epochs of LMF's Adagrad over the sample, each a mini-batch:
+        the log-likelihood gradients of implicit's ``lmf_update`` for each positive (its
+        confidence) and ``neg_prop`` negatives drawn uniformly from the catalogue, L2 on the
+        rows a sample moves, Adagrad sums kept with the full fits'."""
+        confidence = _apply_confidence_values(values, self.confidence, self.alpha)[:, None]
+        model = self.model_
+        users_f, items_f = model.user_factors, model.item_factors
+        lr = float(self.learning_rate)
+        reg = float(self._value("regularization", small=True))
+        k = int(self._value("neg_prop", small=True))
+        for _ in range(self.update_iterations):
+            negatives = self.rng_.integers(items_f.shape[0], size=(users.size, k))
+            u, liked, disliked = users_f[users], items_f[items], items_f[negatives]
+            pos = _sigmoid(-np.einsum("ij,ij->i", u, liked))[:, None]  # 1 - sigma(score)
+            neg = _sigmoid(np.einsum("ij,ikj->ik", u, disliked))[:, :, None]
+            step_u = confidence * pos * liked - (neg * disliked).sum(axis=1) - reg * u
+            step_liked = confidence * pos * u - reg * liked
+            step_disliked = (-neg * u[:, None, :] - reg * disliked).reshape(-1, u.shape[1])
+            step_u[:, -2] = step_liked[:, -1] = step_disliked[:, -1] = 0.0  # constant columns
+            _adagrad(users_f, self.user_adagrad_, users, step_u, lr)
+            _adagrad(items_f, self.item_adagrad_, items, step_liked, lr)
+            _adagrad(items_f, self.item_adagrad_, negatives.ravel(), step_disliked, lr)
+        model._user_norms = model._item_norms = None
+
     def _epochs(self, user_items: sp.csr_matrix, epochs: int) -> None:
         """``epochs`` of LMF's alternating Adagrad updates, as in implicit's ``fit`` loop."""
         if user_items.nnz == 0:
@@ -667,15 +840,14 @@ class ImplicitLMF(_WarmStarted):
                                 self.rng_.integers(0, 2**31, size=threads))
         model = self.model_
         users, items = model.user_factors, model.item_factors
-        lr, reg = float(self.learning_rate), float(self.regularization)
+        lr, reg = float(self.learning_rate), float(self._value("regularization"))
+        neg_prop = int(self._value("neg_prop"))
         for _ in range(epochs):
             lmf.lmf_update(sampler, self.user_adagrad_, users, items, user_items.indices,
-                           user_items.indptr, user_items.data, lr, reg, int(self.neg_prop),
-                           threads)
+                           user_items.indptr, user_items.data, lr, reg, neg_prop, threads)
             users[:, -2] = 1.0
             lmf.lmf_update(sampler, self.item_adagrad_, items, users, item_users.indices,
-                           item_users.indptr, item_users.data, lr, reg, int(self.neg_prop),
-                           threads)
+                           item_users.indptr, item_users.data, lr, reg, neg_prop, threads)
             items[:, -1] = 1.0
         model._user_norms = model._item_norms = None
         model._check_fit_errors()
@@ -686,8 +858,8 @@ class ImplicitLMF(_WarmStarted):
         implicit = _implicit()
         return implicit.cpu.lmf.LogisticMatrixFactorization(
             factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.iterations,
-            neg_prop=self.neg_prop, num_threads=self.num_threads,
+            regularization=self._value("regularization"), iterations=self.iterations,
+            neg_prop=self._value("neg_prop"), num_threads=self.num_threads,
             random_state=self.seed,
         )
 
@@ -718,13 +890,31 @@ def _blas_single_thread() -> Any:
 
 def _apply_confidence(csr: sp.csr_matrix, confidence: str, alpha: float) -> sp.csr_matrix:
     """Event strengths to implicit's confidences, float32, same sparsity."""
+    data = _apply_confidence_values(csr.data, confidence, alpha)
+    return sp.csr_matrix((data, csr.indices, csr.indptr), shape=csr.shape)
+
+
+def _apply_confidence_values(values: np.ndarray, confidence: str, alpha: float) -> np.ndarray:
     if confidence == "linear":
-        data = 1.0 + alpha * csr.data
+        data = 1.0 + alpha * values
     elif confidence == "log":
-        data = 1.0 + alpha * np.log1p(np.maximum(csr.data, 0.0))
+        data = 1.0 + alpha * np.log1p(np.maximum(values, 0.0))
     else:
-        data = np.full_like(csr.data, 1.0 + alpha)
-    return sp.csr_matrix((data.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
+        data = np.full_like(values, 1.0 + alpha)
+    return data.astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, float32, without overflow warnings."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
+
+
+def _adagrad(rows: np.ndarray, sums: np.ndarray, index: np.ndarray, step: np.ndarray,
+             lr: float) -> None:
+    """Adagrad ascent on ``rows[index]`` (repeats add up), as implicit's LMF kernel steps."""
+    np.add.at(sums, index, step * step)
+    np.add.at(rows, index, lr * step / np.sqrt(1e-6 + sums[index]))
 
 
 def _zeros(n: int, d: int) -> np.ndarray:

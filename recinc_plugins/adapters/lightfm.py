@@ -18,10 +18,10 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
-from ..growth import resized
 from ..ids import _as_id_array
 from ..params import check_choice, check_int, check_number, check_seed
 from ..sparse import GrowingCSR
+from ._history import History
 
 __all__ = ["LightFMRecommender"]
 
@@ -90,7 +90,9 @@ class LightFMRecommender(IncrementalRecommender):
         The wrapped ``lightfm.LightFM``; embedding rows are feature columns (with no side
         features, user and item indices).
     history_
-        Users x items CSR matrix of summed event strengths (the replay pool).
+        The summed event strengths, users x items: the replay pool
+        (:class:`~recinc_plugins.adapters._history.History`; ``history_.tocsr()`` is the
+        CSR matrix).
 
     Examples
     --------
@@ -109,6 +111,7 @@ class LightFMRecommender(IncrementalRecommender):
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event",
                                 cold_start="features", side_features=True)
     extra: ClassVar[str | None] = "lightfm"
+    persisted_types: ClassVar[tuple[type, ...]] = (History,)
     _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
 
     # -- parameters and validation -------------------------------------------------------------
@@ -176,11 +179,18 @@ class LightFMRecommender(IncrementalRecommender):
     def _init_model(self) -> None:
         self.model_ = self._new_model()
         self.rng_ = np.random.default_rng(self.seed)
-        self.history_ = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.history_ = History()
         self.user_features_ = _Features()
         self.item_features_ = _Features()
 
+    def _set_state(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if isinstance(state.get("history_"), sp.spmatrix):  # written before History
+            state["history_"] = History.from_csr(state["history_"])
+        super()._set_state(state)
+
     def _grow(self, n_users: int, n_items: int) -> None:
+        self.history_.resize(n_users, n_items)
         self.user_features_.grow(n_users)
         self.item_features_.grow(n_items)
         self._grow_state()
@@ -293,11 +303,7 @@ class LightFMRecommender(IncrementalRecommender):
 
     def _learn(self, batch: Batch, *, epochs: int, replay: bool) -> None:
         interactions, weights = self._step_matrices(batch, replay=replay)
-        # adding a small sparse matrix is one pass in C, with no sort of the whole history
-        shape = (self.n_users, self.n_items)
-        delta = sp.csr_matrix((batch.values.astype(np.float32), (batch.users, batch.items)),
-                              shape=shape)
-        self.history_ = resized(self.history_, shape) + delta
+        self.history_.add(batch.users, batch.items, batch.values)  # amortised O(1) per event
         user_features, item_features = self._feature_matrices()
         self.model_.fit_partial(
             interactions, user_features=user_features, item_features=item_features,
@@ -309,14 +315,11 @@ class LightFMRecommender(IncrementalRecommender):
         """Full-shape COO of the batch plus replayed earlier events (and their weights)."""
         users, items = batch.users, batch.items
         values = batch.values.astype(np.float32)
-        if replay and self.replay > 0:
-            history = self.history_
-            if history.nnz:
-                picks = self.rng_.integers(history.nnz, size=round(self.replay * len(batch)))
-                rows = np.searchsorted(history.indptr, picks, "right") - 1
-                users = np.concatenate([users, rows])
-                items = np.concatenate([items, history.indices[picks]])
-                values = np.concatenate([values, history.data[picks]])
+        if replay and self.replay > 0 and self.history_.n_stored:
+            rows, cols, picked = self.history_.sample(round(self.replay * len(batch)), self.rng_)
+            users = np.concatenate([users, rows])
+            items = np.concatenate([items, cols])
+            values = np.concatenate([values, picked])
         shape = (self.n_users, self.n_items)
         interactions = sp.coo_matrix(
             (np.ones(users.size, dtype=np.float32),
