@@ -30,8 +30,9 @@ GRID = {
     "beta": [0.0, 0.25, 0.5, 0.75, 1.0],
     "popularity": [0.0, 0.01, 0.1, 1.0],
 }
-# the start: a first, coarser pass of this search from window 10, distance_decay 0.8,
-# reverse 0.5, history 10 (same data) had moved window, distance_decay, reverse and history here
+# the start: two earlier passes of this search on the same half, stopped to widen the grid
+# (from window 10, distance_decay 0.8, reverse 0.5, history 10, then from window 20 and
+# distance_decay 0.9), had moved window, distance_decay, reverse and history here
 MIN_GAIN = 0.001
 START = {"window": 50, "distance_decay": 0.95, "reverse": 1.0, "history": 20, "recency": 0.8,
          "alpha": 0.5, "beta": 0.5, "popularity": 0.01}
