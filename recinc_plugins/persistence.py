@@ -529,6 +529,9 @@ class _Decoder:
             out.set_state(self.decode(node["state"]))
         elif kind == "obj":
             cls = self.resolve(node["cls"])
+            if not _default_reduce(cls):  # (NumPy's generators, partial, ...: never so saved)
+                raise ModelFileError(f"{self.resolve.where} is corrupt: a {node['cls']} is "
+                                     "not rebuilt from its attributes")
             out = self.memo[ref] = cls.__new__(cls)
             _set_object_state(out, self.decode(node["state"]))
         else:

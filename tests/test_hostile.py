@@ -91,6 +91,18 @@ def test_an_object_of_a_type_off_the_allow_list_is_refused_by_name(saved, name):
         recinc_plugins.load(saved)
 
 
+@pytest.mark.parametrize("name", ["numpy.random._pcg64:PCG64", "functools:partial",
+                                  "collections:defaultdict"])
+def test_an_allowed_class_is_rebuilt_from_attributes_only_when_pickle_would(saved, name):
+    """Classes the payload's pickle may call are not half-built from attributes."""
+    header, arrays = _read_format_2(saved)
+    header["content"]["s"]["state"] = {"$": "obj", "@": 999, "cls": name,
+                                       "state": {"$": "dict", "@": 1000, "s": {}}}
+    _write_format_2(saved, header, arrays)
+    with pytest.raises(ModelFileError, match="is not rebuilt from its attributes"):
+        recinc_plugins.load(saved)
+
+
 def test_a_header_naming_another_module_imports_nothing(saved, tmp_path, monkeypatch):
     marker = tmp_path / "imported"
     (tmp_path / "recinc_hostile_module.py").write_text(textwrap.dedent(f"""

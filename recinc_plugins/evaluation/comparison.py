@@ -574,7 +574,8 @@ class _Outcomes:
     passed on to the live output folder and, where the log is not a terminal, as one line
     per model (no progress bars: no control characters in a log file)."""
 
-    def __init__(self, order: list[str], live: _Live | None, log: bool, k: int) -> None:
+    def __init__(self, order: list[str], live: _Live | None, log: bool, k: int | None
+                 ) -> None:
         self.order = order
         self.live = live
         self.log = log
@@ -607,9 +608,10 @@ class _Outcomes:
         done = len(self.records) + len(self.failures)
         seconds = time.monotonic() - self.t0.get(name, time.monotonic())
         if record is not None:
-            hits = record.rank < self.k
+            hits = record.rank < (self.k or 0)
             ranked = hits if record.scored is None else hits[record.scored]
-            what = f"ok, recall@{self.k} {ranked.mean():.4f}" if ranked.size else "ok"
+            what = f"ok, recall@{self.k} {ranked.mean():.4f}" if self.k and ranked.size \
+                else "ok"
         elif diverged is not None:
             what = f"diverged at step {diverged}"
         else:
@@ -888,7 +890,7 @@ def compare(
                             model_class=type(models[name]))
     with contextlib.nullcontext() if out is None else folder_lock(out):
         outcomes = _Outcomes(order, None if out is None else _Live(out, stream, config, order),
-                             log, config.ks[0])
+                             log, config.ks[0] if config.ranking else None)
         interrupted = _run(models, stream, config, n_jobs, mp_context, outcomes)
         records = {name: outcomes.records[name] for name in order if name in outcomes.records}
         unfinished = [name for name in order

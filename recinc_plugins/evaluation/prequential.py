@@ -15,6 +15,7 @@ import dataclasses
 import gc
 import hashlib
 import importlib.util
+import math
 import os
 import pickle
 import re
@@ -390,7 +391,7 @@ class _Replay:
         if self.rates:
             t0 = time.perf_counter()
             pred = self.model.score_encoded(self.table_u[users], self.table_i[items])
-            if not np.isfinite(pred).all():
+            if not (math.isfinite(pred[0]) if pred.size == 1 else np.isfinite(pred).all()):
                 self._diverged(j, "its predicted ratings are not finite")
             if config.clip is not None:
                 pred = np.clip(pred, config.clip[0], config.clip[1])
