@@ -54,7 +54,8 @@ def test_no_module_imports_one_that_imports_it_back():
 
 #: the layers below the harness: data, the models and what they are built from
 MODEL_LAYER = ("data", "adapters", "neural", "compat", "base", "state", "ranking", "coldstart",
-               "persistence", "params", "growth", "ids", "sparse", "baselines", "registry")
+               "persistence", "params", "growth", "ids", "sparse", "baselines", "registry",
+               "knn", "context", "_threads")
 
 
 def test_models_never_import_the_evaluation_package():

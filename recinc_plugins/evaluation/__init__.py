@@ -4,6 +4,7 @@
 """
 
 from .comparison import CompareInterrupted, CompareResult, compare
+from .freshness import freshness
 from .metrics import drift_points, event_metrics, paired_tests, rating_metrics, window_curves
 from .prequential import ReplayConfig, ReplayRecord, replay
 from .report import format_summary, protocol_text, write_report
@@ -19,6 +20,7 @@ __all__ = [
     "drift_points",
     "event_metrics",
     "format_summary",
+    "freshness",
     "paired_tests",
     "protocol_text",
     "rating_metrics",
