@@ -255,3 +255,24 @@ def test_a_failing_flush_reports_its_events_and_does_not_block_the_ranker(explic
     for event in info.value.events:  # the caller can learn them again
         ranker.learn_one(*event)
     assert model.n_events_ == 2 and np.isfinite(ranker.predict_one("a", "x"))
+
+
+def test_predict_one_says_once_when_the_model_scores_are_not_ratings():
+    import warnings
+
+    from recinc_plugins.compat import NotRatingsWarning
+
+    ranker = RecincRanker("popularity")
+    ranker.predict_one("a", "x")  # nothing learned yet: nothing to say
+    for user, item in [("a", "x"), ("b", "x"), ("b", "y")]:
+        ranker.learn_one(user, item, True)
+    with pytest.warns(NotRatingsWarning, match="Popularity.* returns ranking scores") as caught:
+        ranker.predict_one("a", "y")
+        ranker.predict_one("c", "y")
+        ranker.rank("a", ["x", "y"])  # ranking is what it is for
+    assert len(caught) == 1 and "use a rating model" in str(caught[0].message)
+    rating = RecincRanker("river-baseline")
+    rating.learn_one("a", "x", 4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotRatingsWarning)
+        rating.predict_one("a", "x")

@@ -142,3 +142,56 @@ def test_estimate_answers_surprises_unknown_ids_with_the_fallback_never_a_known_
         model.score("14", 99)[0])
     assert algo.estimate("UKN__14", "UKN__1") == float(model.score("nobody", "nothing")[0])
     assert algo.estimate(10_000, item) == cold  # an inner id the trainset does not have
+
+
+def test_a_model_whose_scores_are_not_ratings_warns_once_per_instance(explicit_stream):
+    from recinc_plugins.compat import NotRatingsWarning
+
+    data = _dataset(explicit_stream)
+    algo = SurpriseAlgo("lightfm", no_components=4, epochs=1, fit_epochs=2, seed=0)
+    with pytest.warns(NotRatingsWarning) as caught:
+        cross_validate(algo, data, measures=["rmse"], cv=3)  # three fits, one warning
+        algo.fit(data.build_full_trainset())
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "LightFMRecommender" in message and "returns ranking scores, not ratings" in message
+    assert "use a rating model" in message
+    with pytest.warns(NotRatingsWarning):  # another instance says it again
+        SurpriseAlgo("popularity").fit(data.build_full_trainset())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotRatingsWarning)  # rating models say nothing
+        SurpriseAlgo("river-baseline").fit(data.build_full_trainset())
+
+
+def test_the_neural_model_is_built_in_its_rating_mode_unless_a_loss_is_given(explicit_stream):
+    pytest.importorskip("torch")
+    from recinc_plugins.compat import NotRatingsWarning
+
+    trainset = _dataset(explicit_stream).build_full_trainset()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotRatingsWarning)
+        algo = SurpriseAlgo("neural", n_factors=8, seed=0, device="cpu").fit(trainset)
+    assert algo.model_.loss == "mse" and algo.model_.predicts_ratings()
+    with pytest.warns(NotRatingsWarning, match=r"rating mode, NeuralRecommender\(loss='mse'\)"):
+        ranking = SurpriseAlgo("neural", loss="bpr", n_factors=8, device="cpu").fit(trainset)
+    assert ranking.model_.loss == "bpr"
+
+
+def test_the_neural_rating_mode_predicts_ratings_on_ml100k_through_cross_validate(ml100k):
+    """Surprise's predict_ratings.py example with SurpriseAlgo("neural") in place of KNNBasic:
+    ranking scores came back clipped to the scale (est 1.05 for a true 4.0); the rating mode
+    predicts ratings, RMSE under 1.0 over 3 folds."""
+    pytest.importorskip("torch")
+    data = _dataset(ml100k)
+    algo = SurpriseAlgo("neural", seed=0, device="cpu")
+    result = cross_validate(algo, data, measures=["rmse", "mae"],
+                            cv=KFold(n_splits=3, random_state=0))
+    assert (result["test_rmse"] < 1.0).all(), result["test_rmse"]
+    pred = algo.predict(196, 302, r_ui=4)  # the example's pair, by the last fold's model
+    assert 3.0 <= pred.est <= 5.0 and not pred.details["was_impossible"]
+    raw = algo.model_.score(ml100k["user"].to_numpy()[:5000], ml100k["item"].to_numpy()[:5000])
+    assert np.mean((raw >= 1) & (raw <= 5)) > 0.95  # ratings on the scale, not clipped scores

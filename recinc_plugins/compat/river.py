@@ -22,6 +22,7 @@ one: it is not given to the model at all (no learning, no new id, no count) and 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ import pandas as pd
 from .._optional import require
 from ..base import IncrementalRecommender
 from ..registry import make
+from ._ratings import NotRatingsWarning, not_ratings_message
 
 _reco = require("river.reco", "river")
 
@@ -125,6 +127,7 @@ class RecincRanker(_reco.base.Ranker):
             )
         self._target: str | None = None  # "rating" or "weight": settled on the first event
         self._n_skipped = 0
+        self._warned = False  # predict_one said once that the model's scores are not ratings
         self._users: list = []
         self._items: list = []
         self._ys: list = []
@@ -212,9 +215,19 @@ class RecincRanker(_reco.base.Ranker):
     # -- prediction --------------------------------------------------------------------------
 
     def predict_one(self, user: Any, item: Any, x: dict | None = None) -> float:
+        """The model's score of ``(user, item)``: a predicted rating where the model predicts
+        ratings; otherwise a ranking score, and the first such answer warns
+        (:class:`~recinc_plugins.compat.NotRatingsWarning`, saying how to get
+        ratings). ``rank`` is the way to use a ranking model."""
         if self.flush_before_predict:
             self.flush()
-        return float(self.model_.score(_ids([user]), _ids([item]))[0])
+        model = self.model_
+        if not getattr(self, "_warned", False) and model.is_fitted \
+                and not model.predicts_ratings():
+            self._warned = True
+            warnings.warn(not_ratings_message(model, "RecincRanker.predict_one"),
+                          NotRatingsWarning, stacklevel=2)
+        return float(model.score(_ids([user]), _ids([item]))[0])
 
     def rank(self, user: Any, items: Any, x: dict | None = None) -> list:
         """``items`` by decreasing score for ``user``, scored in one vectorised call."""

@@ -9,6 +9,7 @@ one line.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,19 +18,26 @@ import pandas as pd
 from .._optional import require
 from ..base import IncrementalRecommender
 from ..registry import make
+from ._ratings import NotRatingsWarning, not_ratings_message, rating_mode
 
 _surprise = require("surprise", "surprise")
 
-__all__ = ["SurpriseAlgo", "as_surprise"]
-
+__all__ = ["NotRatingsWarning", "SurpriseAlgo", "as_surprise"]
 
 class SurpriseAlgo(_surprise.AlgoBase):
     """A recinc model (by registry name or as an instance) as a Surprise algorithm.
 
     ``fit(trainset)`` trains a fresh model on the trainset's ratings (by raw id), so fitting
     the same object on every fold, as ``cross_validate`` does, starts from scratch each time.
-    Predictions are the model's ``score``: a predicted rating for explicit models, a ranking
-    score for implicit-only ones (RMSE then measures nothing useful, but the script runs).
+    A model that learns event by event (``capabilities.update == "per-event"``) gets them in a
+    random order seeded by its ``seed`` (0 without one): a trainset lists each user's ratings
+    together, which is no stream.
+    Predictions are the model's ``score``: a predicted rating for models that predict ratings,
+    a ranking score for the others (implicit feedback only, or a ranking loss): the script runs,
+    but RMSE then measures nothing useful, so fitting one warns once per instance
+    (:class:`~recinc_plugins.compat.NotRatingsWarning`, saying how to get ratings). A model
+    named here that learns both kinds of feedback is built in its rating mode (the neural
+    model with ``loss="mse"``) unless ``params`` choose otherwise.
     ``test`` scores the whole testset in one vectorised call. Pairs the model cannot score
     (an unknown user or item) get its cold-start fallback and ``details["was_impossible"]``.
 
@@ -58,10 +66,13 @@ class SurpriseAlgo(_surprise.AlgoBase):
         super().__init__()
         self.model = model
         self.params = params
+        self._warned = False
 
     def _new_model(self) -> IncrementalRecommender:
         if isinstance(self.model, str):
-            return make(self.model, **self.params)
+            model = make(self.model, **self.params)
+            mode = rating_mode(model, self.params)
+            return model.set_params(**mode) if mode else model
         if isinstance(self.model, IncrementalRecommender):
             return self.model.clone().set_params(**self.params)
         raise TypeError(
@@ -78,7 +89,19 @@ class SurpriseAlgo(_surprise.AlgoBase):
         caps = model.capabilities
         if caps.implicit and not caps.explicit:
             frame = frame.rename(columns={"rating": "weight"})
+        if caps.update == "per-event":
+            # a trainset lists each user's ratings together, which a model learning in order
+            # would take as a stream of one user after another (the neural model's rating SGD
+            # diverged on it); it is a set: learn it in a seeded random order
+            seed = getattr(model, "seed", None)
+            order = np.random.default_rng(seed if isinstance(seed, int) else 0).permutation(
+                len(frame))
+            frame = frame.iloc[order].reset_index(drop=True)
         self.model_ = model.fit(frame)
+        if not self.model_.predicts_ratings() and not getattr(self, "_warned", False):
+            self._warned = True
+            warnings.warn(not_ratings_message(self.model_, "SurpriseAlgo"), NotRatingsWarning,
+                          stacklevel=2)
         return self
 
     def _scores(self, users: list, items: list) -> tuple[np.ndarray, np.ndarray]:
