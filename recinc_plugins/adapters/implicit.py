@@ -9,7 +9,13 @@ the wrapped model's factor matrices in step with the id maps:
   refit every ``refit_every`` events.
 - :class:`ImplicitBPR` and :class:`ImplicitLMF` have no partial fit; their factor matrices
   carry bias columns (BPR +1, LMF +2), grown with the values implicit's own initialisation
-  gives them, and training continues warm from the current factors for a few epochs per step.
+  gives them, and training continues warm from the current factors for a few epochs per step:
+  on the whole history, or, for steps of fewer than ``SMALL_STEP`` events, on the step and a
+  bounded sample of earlier events.
+
+A step's work is proportional to the step at small steps (a one-event loop costs the same per
+event late in a stream as early); from ``SMALL_STEP`` events up the adapters do what gave the
+published 1,000-event numbers.
 
 The wrapped model is ``adapter.model_`` (implicit's CPU class), usable with implicit's own API.
 """
@@ -254,16 +260,20 @@ class ImplicitALS(_ImplicitMF):
 
     ``partial_fit`` grows the factor matrices (items before users; new rows start at zero, as
     implicit's own ``partial_fit_users`` does), then re-solves every touched user against its
-    full history and every touched item against its full list of users, exactly (Cholesky),
-    with the other side fixed. Every ``refit_every`` events a full ALS run over the whole
-    history, warm-started from the current factors, refreshes the rest.
+    full history and touched items against their full lists of users, exactly (Cholesky),
+    with the other side fixed: every touched item at steps of ``SMALL_STEP`` (1,000) events
+    or more; below, an item once its events grew by ``item_refresh`` since its last solve, so
+    a one-event step costs the same late in a stream as early. Every ``refit_every`` events a
+    full ALS run over the whole history, warm-started from the current factors, refreshes the
+    rest.
 
     Parameters
     ----------
     factors
         Latent dimension.
     regularization
-        L2 regularisation of the least-squares solves.
+        L2 regularisation of the least-squares solves; ``"auto"``: 30 for fits and steps of
+        at least ``SMALL_STEP`` events, 3 for smaller steps (best at one event per step).
     alpha, confidence
         How an event's strength ``w`` (its ``weight`` or ``rating``, summed over repeats)
         becomes implicit's confidence: ``"linear"`` gives ``1 + alpha * w``, ``"log"`` gives
@@ -272,6 +282,10 @@ class ImplicitALS(_ImplicitMF):
         ALS sweeps of a full fit (the first batch, ``fit``, and each periodic refit).
     refresh_passes
         Rounds of (touched users, then touched items) re-solving per ``partial_fit``.
+    item_refresh
+        Re-solve a touched item once its events since its last solve reach this fraction of
+        the events it had then (at least one; 0: every touched item every step); ``"auto"``:
+        0 at steps of at least ``SMALL_STEP`` events, 0.1 at smaller ones.
     refit_every
         Run a warm-started full refit once this many events have arrived since the last one;
         None never refits (touched rows only).
@@ -295,8 +309,12 @@ class ImplicitALS(_ImplicitMF):
     model_
         The wrapped ``implicit.cpu.als.AlternatingLeastSquares``; its ``user_factors`` and
         ``item_factors`` rows are this adapter's user and item indices.
-    user_items_, item_users_
-        Users x items CSR matrix of summed event strengths (float32), and its transpose.
+    history_, item_history_
+        The summed event strengths (float32), users x items and items x users, as
+        :class:`~recinc_plugins.adapters._history.History`; ``user_items_`` and
+        ``item_users_`` are them as CSR matrices.
+    item_solved_
+        Each item's event count when it was last solved.
 
     Examples
     --------
@@ -507,25 +525,35 @@ class ImplicitBPR(_WarmStarted):
     constant 1.0 in the same column of ``user_factors``. New users get small random factors
     (implicit's own ``(rand - 0.5) / factors``) and the 1.0 column; new items get small random
     factors and a zero bias. ``partial_fit`` then continues SGD from the current factors for
-    ``update_iterations`` epochs over the touched users' histories (``update_on="touched"``)
-    or the whole history (``"all"``). BPR treats every stored entry as a positive: event
-    strengths (``weight``/``rating``) do not weight it.
+    ``update_iterations`` epochs: with implicit's ``fit`` over the whole history
+    (``update_on="all"``, what ``"auto"`` does from ``SMALL_STEP`` events) or the touched
+    users' histories (``"touched"``), or, for smaller steps (``"sample"``), over the step's
+    events and ``replay`` earlier events per event, as mini-batches with implicit's gradients
+    and negatives drawn uniformly from the catalogue. BPR treats every stored entry as a
+    positive: event strengths (``weight``/``rating``) do not weight it.
 
     Parameters
     ----------
     factors
         Latent dimension (the factor matrices have one more column).
     learning_rate, regularization
-        SGD step and L2 penalty.
+        SGD step and L2 penalty; ``learning_rate="auto"``: 0.01 for fits and steps of at least
+        ``SMALL_STEP`` events, 0.05 for sampled steps.
     iterations
         Epochs of the first fit (and of ``fit``).
     update_iterations
         Epochs of warm-started training per ``partial_fit``.
     update_on
         ``"all"``: train on the whole history (BPR samples negatives from it, so this keeps
-        them representative); ``"touched"``: only the rows of users in the new events.
+        them representative); ``"touched"``: only the rows of users in the new events;
+        ``"sample"``: the new events and ``replay`` earlier ones per event (cost per event
+        independent of the history); ``"auto"``: ``"sample"`` for steps of fewer than
+        ``SMALL_STEP`` events, else ``"all"``.
+    replay
+        Earlier events drawn uniformly from the history per new event in a sampled step.
     verify_negative_samples
-        Passed to implicit: resample negatives the user has liked.
+        Passed to implicit: resample negatives the user has liked (implicit's training
+        only: a sampled step's uniform negatives are not checked).
     use_gpu
         Run fits on implicit's CUDA implementation (needs a CUDA build of implicit).
     cold_start
@@ -540,8 +568,9 @@ class ImplicitBPR(_WarmStarted):
     ----------
     model_
         The wrapped ``implicit.cpu.bpr.BayesianPersonalizedRanking``.
-    user_items_
-        Users x items CSR matrix of summed event strengths (float32).
+    history_
+        The summed event strengths, users x items (float32), a
+        :class:`~recinc_plugins.adapters._history.History` (``user_items_``: as CSR).
 
     Examples
     --------
@@ -657,14 +686,20 @@ class ImplicitLMF(_WarmStarted):
     by about ``learning_rate`` and undo much of what was learned. The adapter therefore runs
     implicit's own epoch kernel (``implicit.cpu.lmf.lmf_update``, the loop inside ``fit``)
     and keeps the accumulators across steps (``user_adagrad_`` / ``item_adagrad_``, grown
-    with zeros), so a step continues training where the last one stopped.
+    with zeros), so a step continues training where the last one stopped. Steps of fewer than
+    ``SMALL_STEP`` events (``update_on="auto"``) train on a sample instead: the step's events
+    and ``replay`` earlier ones per event, as mini-batches with the kernel's gradients, the
+    same accumulators, and ``neg_prop`` negatives per positive drawn uniformly from the
+    catalogue.
 
     Parameters
     ----------
     factors
         Latent dimension (the factor matrices have two more columns).
     learning_rate, regularization
-        Adagrad step and L2 penalty.
+        Adagrad step and L2 penalty (per row and epoch in implicit's kernel, per sample in a
+        sampled step); ``regularization="auto"``: 10 for fits and steps of at least
+        ``SMALL_STEP`` events, 0.1 for sampled steps.
     alpha, confidence
         Event strength to LMF's confidence weight ``c``: ``"linear"`` ``1 + alpha * w``,
         ``"log"`` ``1 + alpha * log1p(w)``, ``"binary"`` ``1 + alpha``.
@@ -673,9 +708,14 @@ class ImplicitLMF(_WarmStarted):
     update_iterations
         Epochs of warm-started training per ``partial_fit``.
     update_on
-        ``"all"`` (the whole history) or ``"touched"`` (rows of users in the new events).
+        ``"all"`` (the whole history), ``"touched"`` (rows of users in the new events),
+        ``"sample"`` (the new events and ``replay`` earlier ones per event) or ``"auto"``
+        (``"sample"`` for steps of fewer than ``SMALL_STEP`` events, else ``"all"``).
+    replay
+        Earlier events drawn uniformly from the history per new event in a sampled step.
     neg_prop
-        Negative samples per positive.
+        Negative samples per positive; ``"auto"``: 30 in implicit's kernel, 8 in sampled
+        steps.
     cold_start
         How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
         picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.
@@ -688,8 +728,9 @@ class ImplicitLMF(_WarmStarted):
     ----------
     model_
         The wrapped ``implicit.cpu.lmf.LogisticMatrixFactorization``.
-    user_items_
-        Users x items CSR matrix of summed event strengths (float32).
+    history_
+        The summed event strengths, users x items (float32), a
+        :class:`~recinc_plugins.adapters._history.History` (``user_items_``: as CSR).
     user_adagrad_, item_adagrad_
         Adagrad's sums of squared gradients, one row per user / item, kept across steps.
 
