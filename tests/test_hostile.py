@@ -458,9 +458,12 @@ def test_cli_values_are_python_literals_and_true_false_yes_no():
 @pytest.mark.parametrize(("name", "param"), [
     ("popularity", "weighted"), ("decayed-popularity", "weighted"),
     ("surprise-svd", "fold_in"), ("surprise-svd", "biased"), ("surprise-knn", "verbose"),
+    ("lightfm", "use_weights"),
 ])
 def test_boolean_parameters_refuse_anything_but_a_bool(name, param):
-    pytest.importorskip("surprise") if name.startswith("surprise") else None
+    extra = _REGISTRY[name].extra
+    if extra is not None:
+        pytest.importorskip({"surprise": "surprise"}.get(extra, extra))
     with pytest.raises(ValueError, match=f"{param} must be True or False, got 'maybe'"):
         make(name, **{param: "maybe"}).fit(EVENTS)
 

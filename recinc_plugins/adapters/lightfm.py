@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from ..ids import _as_id_array
-from ..params import check_choice, check_int, check_number, check_seed
+from ..params import check_bool, check_choice, check_int, check_number, check_seed
 from ..sparse import GrowingCSR
 from ._history import History
 
@@ -164,6 +164,7 @@ class LightFMRecommender(IncrementalRecommender):
             check_int(name, getattr(self, name))
         check_choice("loss", self.loss, _LOSSES)
         check_choice("learning_schedule", self.learning_schedule, _SCHEDULES)
+        check_bool("use_weights", self.use_weights)
         check_number("learning_rate", self.learning_rate, strict=True)
         for name in ("item_alpha", "user_alpha", "epsilon", "replay"):
             check_number(name, getattr(self, name))
