@@ -9,6 +9,7 @@ import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..context import Context
 from ..growth import grown
 from ..params import check_choice, check_int, check_number, check_seed
 from .embeddings import EmbeddingArena
@@ -158,7 +159,7 @@ class NeuralRecommender(IncrementalRecommender):
     (2,)
     """
 
-    capabilities = Capabilities(explicit=True, implicit=True, update="per-event")
+    capabilities = Capabilities(explicit=True, implicit=True, update="per-event", context=True)
     extra = "torch"
     # on a CPU, training steps touching at most this many rows, and scoring of at most
     # _numpy_max_users users, run on numpy views of the same tensors (0: always torch)
@@ -360,18 +361,27 @@ class NeuralRecommender(IncrementalRecommender):
             users = batch.users[start:start + size]
             items = batch.items[start:start + size]
             vals = values[start:start + size]
+            seqs = self._sequences(users, items)
             if self.calibration is not None:
                 self._learn_calibration(users, items, vals)
             for _ in range(int(self.n_passes)):
-                u, i, v = users, items, vals
+                u, i, v, q = users, items, vals, seqs
                 if self.n_replay and len(self.buffer_):
                     pick = self.buffer_.sample(users.size * int(self.n_replay), self.rng_)
                     u = np.concatenate([users, self.buffer_.users[pick]])
                     i = np.concatenate([items, self.buffer_.items[pick]])
                     v = np.concatenate([vals, self.buffer_.values[pick]])
-                self.last_loss_ = self._train_step(u, i, v)
-            self.buffer_.add(users, items, vals, self.rng_)
+                    if seqs is not None:
+                        q = np.concatenate([seqs, self.buffer_.seqs[pick]])
+                self.last_loss_ = self._train_step(u, i, v, q, users.size)
+            self.buffer_.add(users, items, vals, self.rng_, seqs)
             self._remember(users, items)
+
+    def _sequences(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+        """Each event's recent items as they were when it happened, kept with the event in the
+        replay buffer (:class:`~recinc_plugins.neural.SequentialRecommender`); None here: this
+        model trains every event with its user's recent items as they are now."""
+        return None
 
     def _calibration_bins(self, pred: np.ndarray) -> np.ndarray:
         bins = np.floor(pred / float(self.calibration_width))
@@ -427,8 +437,13 @@ class NeuralRecommender(IncrementalRecommender):
         where numpy's per-operation cost is a fraction of torch's dispatch; same arithmetic."""
         return self.on_cpu_ and size <= limit
 
-    def _train_step(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> float:
-        """One row-wise gradient step on the events; returns their mean loss before it."""
+    def _train_step(self, users: np.ndarray, items: np.ndarray, values: np.ndarray,
+                    seqs: np.ndarray | None = None, n_new: int | None = None) -> float:
+        """One row-wise gradient step on the events; returns their mean loss before it.
+
+        ``seqs`` are the events' recent items (``_sequences``; None: the users' current ones,
+        each event's own item left out) and ``n_new`` how many of the events are new (they
+        lead; the rest are replayed): the pooling hooks may treat the two apart."""
         arena = self.arena_
         ranking = self.loss not in _RATING_LOSSES
         # every row the step reads, in one index: [item, negatives...] per event, then users,
@@ -440,11 +455,13 @@ class NeuralRecommender(IncrementalRecommender):
         parts = [self._rows("items", item_idx.reshape(-1)), self._rows("users", users)]
         h_w = None
         if self.history:
-            h_rows, h_w = self._hist_rows(users, items)
+            h_rows, h_w = self._hist_rows(users, items) if seqs is None else \
+                self._pool_rows(seqs)
             parts.append(h_rows.reshape(-1))
         rows = np.concatenate(parts)
+        n_new = users.size if n_new is None else n_new
         if not self._uses_numpy(rows.size, self._numpy_max_rows):
-            return self._train_step_torch(rows, item_idx.shape[1], h_w, values)
+            return self._train_step_torch(rows, item_idx.shape[1], h_w, values, n_new)
         n, n_cand, width = users.size, item_idx.shape[1], arena.dim
         weight = arena.weight.numpy()  # a view: updates below write the tensor's storage
         emb = weight[rows]
@@ -453,7 +470,8 @@ class NeuralRecommender(IncrementalRecommender):
         zb = emb[n_q:n_q + n]
         if h_w is not None:
             y = emb[n_q + n:].reshape(n, -1, width)
-            z = zb + np.matmul(h_w[:, None, :], y)[:, 0]
+            pooled, cache = self._pool_numpy(y, h_w, n_new)
+            z = zb + pooled
         else:
             z = zb.copy()
         z[:, -1] = 1.0
@@ -479,7 +497,7 @@ class NeuralRecommender(IncrementalRecommender):
         if h_w is not None:
             dz_y = dz.copy()
             dz_y[:, -1] = 0.0  # history rows carry no bias
-            grads.append((h_w[:, :, None] * dz_y[:, None, :]).reshape(-1, width))
+            grads.append(self._pool_backward_numpy(dz_y, y, h_w, cache).reshape(-1, width))
         grads = np.concatenate(grads)
         self._regularise(grads, emb)
         # sum the gradients of repeated rows; the padding row (0) has none. np.add.at is slow
@@ -501,6 +519,27 @@ class NeuralRecommender(IncrementalRecommender):
         arena.step_numpy(uniq, summed, self.learning_rate_)
         return loss
 
+    # the user tower's pooling of the recent items' rows ``y`` (rows x positions x width) with
+    # the weights ``h_w`` of ``_hist_rows``; a sequential model replaces these four
+
+    def _pool_numpy(self, y: np.ndarray, h_w: np.ndarray, n_new: int) -> tuple[np.ndarray, Any]:
+        """The pooled recent items (rows x width) and what the backward pass needs."""
+        return np.matmul(h_w[:, None, :], y)[:, 0], None
+
+    def _pool_backward_numpy(self, dz: np.ndarray, y: np.ndarray, h_w: np.ndarray,
+                             cache: Any) -> np.ndarray:
+        """The gradients of the rows ``y`` given those of the pooled vectors ``dz``."""
+        return h_w[:, :, None] * dz[:, None, :]
+
+    def _pool_torch(self, y: torch.Tensor, h_w: torch.Tensor, n_new: int
+                    ) -> tuple[torch.Tensor, Any]:
+        return torch.bmm(h_w.unsqueeze(1), y).squeeze(1), None
+
+    def _pool_backward_torch(self, dz: torch.Tensor, y: torch.Tensor, h_w: torch.Tensor,
+                             cache: Any, out: torch.Tensor) -> None:
+        """:meth:`_pool_backward_numpy` written into ``out``."""
+        torch.mul(h_w.unsqueeze(2), dz.unsqueeze(1), out=out)
+
     def _regularise(self, grads, emb) -> None:
         """Add the L2 penalty (``bias_reg`` on the bias column) to the gradients in place."""
         if self.reg_ and self.bias_reg_ == self.reg_:
@@ -518,7 +557,7 @@ class NeuralRecommender(IncrementalRecommender):
             grads[:, -1] *= self.bias_learning_rate_ / self.learning_rate_
 
     def _train_step_torch(self, rows: np.ndarray, n_cand: int, h_w: np.ndarray | None,
-                          values: np.ndarray) -> float:
+                          values: np.ndarray, n_new: int) -> float:
         """The torch version of :meth:`_train_step` (any device, any step size)."""
         dev, arena = self.device_, self.arena_
         width = arena.dim
@@ -532,7 +571,8 @@ class NeuralRecommender(IncrementalRecommender):
         if h_w is not None:
             w = torch.from_numpy(h_w).to(dev)
             y = emb[n_q + n:].view(n, -1, width)
-            z = zb + torch.bmm(w.unsqueeze(1), y).squeeze(1)
+            pooled, cache = self._pool_torch(y, w, n_new)
+            z = zb + pooled
         else:
             z = zb.clone()
         z[:, -1] = 1.0  # [z, 1] . [q, b] = z.q + b
@@ -562,7 +602,7 @@ class NeuralRecommender(IncrementalRecommender):
         grads[n_q:n_q + n] = dz
         if h_w is not None:
             g_hist = grads[n_q + n:].view(n, -1, width)
-            torch.mul(w.unsqueeze(2), dz.unsqueeze(1), out=g_hist)
+            self._pool_backward_torch(dz, y, w, cache, g_hist)
             g_hist[:, :, -1] = 0.0  # history rows carry no bias
         self._regularise(grads, emb)
         summed = torch.zeros((uniq.size, width), dtype=grads.dtype, device=dev)
@@ -584,7 +624,7 @@ class NeuralRecommender(IncrementalRecommender):
             return zb
         h_rows, h_w = self._hist_rows(users)
         y = self.arena_.weight[torch.from_numpy(h_rows).to(self.device_)]
-        return zb + torch.bmm(torch.from_numpy(h_w).to(self.device_).unsqueeze(1), y).squeeze(1)
+        return zb + self._pool_torch(y, torch.from_numpy(h_w).to(self.device_), 0)[0]
 
     def _item_table(self, items: np.ndarray | None = None) -> torch.Tensor:
         if items is None and self.hash_buckets is None:
@@ -602,7 +642,7 @@ class NeuralRecommender(IncrementalRecommender):
         if not self.history:
             return zb
         h_rows, h_w = self._hist_rows(users)
-        return zb + np.matmul(h_w[:, None, :], weight[h_rows])[:, 0]
+        return zb + self._pool_numpy(weight[h_rows], h_w, 0)[0]
 
     def _item_table_numpy(self) -> np.ndarray:
         if self.hash_buckets is None:
@@ -613,21 +653,100 @@ class NeuralRecommender(IncrementalRecommender):
     @torch.no_grad()
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         if self._uses_numpy(np.size(users), self._numpy_max_users):
-            zb = self._user_vectors_numpy(users)
-            bias = zb[:, -1:] + np.float32(self.global_mean_) \
-                if self.loss in _RATING_LOSSES else None
-            zb[:, -1] = 1.0
-            scores = zb @ self._item_table_numpy().T
-            if bias is not None:
-                scores += bias
-            return scores
-        zb = self._user_vectors(users)
+            return self._score_vectors_numpy(self._user_vectors_numpy(users))
+        return self._score_vectors(self._user_vectors(users))
+
+    def _score_vectors_numpy(self, zb: np.ndarray) -> np.ndarray:
+        """Scores of the catalogue for user towers ``[z, b_u]`` (overwritten)."""
+        bias = zb[:, -1:] + np.float32(self.global_mean_) \
+            if self.loss in _RATING_LOSSES else None
+        zb[:, -1] = 1.0
+        scores = zb @ self._item_table_numpy().T
+        if bias is not None:
+            scores += bias
+        return scores
+
+    def _score_vectors(self, zb: torch.Tensor) -> np.ndarray:
+        """:meth:`_score_vectors_numpy` for a tensor, on the model's device."""
         bias = zb[:, -1:] + self.global_mean_ if self.loss in _RATING_LOSSES else None
         zb[:, -1] = 1.0
         scores = zb @ self._item_table().T
         if bias is not None:
             scores += bias
         return scores.cpu().numpy()
+
+    @torch.no_grad()
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Scores with each row's context appended to its user's recent items, as if
+        ``_remember`` had seen them (nothing is learned or changed); a user of -1 has a zero
+        user row and only the context. A known user without context is scored exactly as by
+        ``_score_users``, an unknown one by the cold-start fallback; with ``history=0`` the
+        context has nowhere to go and is ignored."""
+        users = np.asarray(users, dtype=np.int64)
+        if len(context) != users.size:
+            raise ValueError(f"the context has {len(context)} rows for {users.size} users")
+        known = users >= 0
+        has = (context.lengths > 0) if self.history else np.zeros(users.size, dtype=bool)
+        plain, cold = known & ~has, ~known & ~has
+        # the fallback's ties are broken in the sixth digit: keep it in float64
+        scores = np.empty((users.size, self.n_items),
+                          dtype=np.float64 if cold.any() else np.float32)
+        if plain.any():
+            scores[plain] = self._score_users(users[plain])
+        if cold.any():
+            scores[cold] = self._fallback_scores(int(cold.sum()))
+        if has.any():
+            rows = np.flatnonzero(has)
+            scores[rows] = self._score_context_rows(users[rows], context.take(rows))
+        return scores
+
+    def _score_context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
+        h_rows, h_w = self._context_hist_rows(users, context)
+        user_rows = np.where(users >= 0, self._rows("users", np.maximum(users, 0)), 0)
+        if self._uses_numpy(users.size, self._numpy_max_users):
+            weight = self.arena_.weight.numpy()
+            zb = weight[user_rows] + self._pool_numpy(weight[h_rows], h_w, 0)[0]
+            return self._score_vectors_numpy(zb)
+        dev = self.device_
+        zb = self.arena_.weight[torch.from_numpy(user_rows).to(dev)]
+        y = self.arena_.weight[torch.from_numpy(h_rows).to(dev)]
+        return self._score_vectors(zb + self._pool_torch(y, torch.from_numpy(h_w).to(dev), 0)[0])
+
+    def _recent_items(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
+        """Each row's last ``history`` items, latest first (column = age; item index + 1, 0
+        where there is none): its user's learned recent items followed by its context items,
+        what the ring would hold after ``_remember`` of the context (-1: no learned items)."""
+        length = self.hist_.shape[1]
+        ages = np.arange(length)
+        n_ctx = np.zeros(users.size, dtype=np.int64)
+        out = np.zeros((users.size, length), dtype=np.int64)
+        if context is not None:
+            n_ctx = np.minimum(context.lengths, length)
+            latest = context.ptr[1:, None] - 1 - ages[None, :]
+            from_ctx = ages[None, :] < n_ctx[:, None]
+            out[from_ctx] = context.items[latest[from_ctx]] + 1
+        known = users >= 0
+        if not known.any():
+            return out
+        count = np.where(known, self.hist_count_[np.maximum(users, 0)], 0)
+        learned_age = ages[None, :] - n_ctx[:, None]
+        from_hist = (learned_age >= 0) & (learned_age < np.minimum(count, length)[:, None])
+        slot = (count[:, None] - 1 - learned_age) % length
+        out[from_hist] = self.hist_[np.maximum(users, 0)[:, None], slot][from_hist]
+        return out
+
+    def _context_hist_rows(self, users: np.ndarray, context: Context):
+        """:meth:`_hist_rows` of the users' recent items followed by their context."""
+        return self._pool_rows(self._recent_items(users, context))
+
+    def _pool_rows(self, recent: np.ndarray):
+        """:meth:`_hist_rows` of recent items given latest first (item index + 1, 0: none)."""
+        mask = recent > 0
+        weights = mask / np.sqrt(np.maximum(mask.sum(axis=1, keepdims=True), 1))
+        if self.history_decay != 1.0:
+            weights = weights * self._decay_table[None, :]
+        rows = np.where(mask, self._rows("history", recent - 1), 0)
+        return rows, weights.astype(np.float32)
 
     @torch.no_grad()
     def _fallback_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
