@@ -123,6 +123,9 @@ _BUILTINS: list[ModelSpec] = [
     _builtin("neural", "recinc_plugins.neural:NeuralRecommender",
              "PyTorch two-tower model: growing embeddings, recent-items user state, replay",
              "torch"),
+    _builtin("neural-seq", "recinc_plugins.neural:SequentialRecommender",
+             "PyTorch sequential model: events learned from their own past, attention pooling",
+             "torch"),
 ]
 
 _REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _BUILTINS}

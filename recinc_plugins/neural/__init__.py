@@ -4,5 +4,6 @@ Importing this package imports torch; ``import recinc_plugins`` does not import 
 """
 
 from .model import NeuralRecommender
+from .sequential import SequentialRecommender
 
-__all__ = ["NeuralRecommender"]
+__all__ = ["NeuralRecommender", "SequentialRecommender"]
