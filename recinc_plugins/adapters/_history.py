@@ -120,25 +120,14 @@ class History:
         return self.csr
 
     def rows(self, rows: np.ndarray) -> sp.csr_matrix:
-        """The full rows ``rows`` (any order, no repeats), ``len(rows) x n_cols``, canonical."""
+        """The full rows ``rows`` (any order, repeats allowed), ``len(rows) x n_cols``,
+        canonical (duplicates summed, indices sorted)."""
         rows = np.asarray(rows, dtype=np.int64)
         local, cols, values = self._entries(rows)
         out = sp.csr_matrix((values, (local, cols)), shape=(rows.size, self.n_cols),
                             dtype=np.float32)
         out.sum_duplicates()
         return out
-
-    def row_lengths(self, rows: np.ndarray) -> np.ndarray:
-        """Entries stored in each of ``rows`` (a repeated pair not yet merged counts twice)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        csr = self.csr
-        inside = np.minimum(rows, csr.shape[0] - 1)
-        lengths = np.where(rows < csr.shape[0],
-                           csr.indptr[inside + 1] - csr.indptr[inside], 0)
-        if self.by_row:
-            lengths = lengths + np.fromiter((len(self.by_row.get(r, ())) for r in rows.tolist()),
-                                            dtype=np.int64, count=rows.size)
-        return lengths
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:
@@ -184,11 +173,20 @@ class History:
         return local, cols, values
 
     def __getstate__(self) -> dict[str, Any]:
-        self.tocsr()  # a file holds the merged matrix only
+        # the pending entries as they are (a copy or a file samples and merges exactly as the
+        # original would), without the spare capacity and the row index, rebuilt on loading
         state = self.__dict__.copy()
+        n = self.n_pending
         for name in ("pending_rows", "pending_cols", "pending_values"):
-            state[name] = state[name][:0].copy()
+            state[name] = state[name][:n].copy()
+        del state["by_row"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.by_row = {}
+        for position, row in enumerate(self.pending_rows[: self.n_pending].tolist()):
+            self.by_row.setdefault(row, []).append(position)
 
     @classmethod
     def from_csr(cls, csr: sp.csr_matrix) -> History:
