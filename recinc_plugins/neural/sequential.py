@@ -37,7 +37,7 @@ class SequentialRecommender(NeuralRecommender):
     two-tower model's pooling, the prior it starts from. The age biases ``b`` and the
     projections are learned (Adam, ``attention_learning_rate``) from the new events of each
     step only: replayed events train the embeddings through the attention but do not move it
-    (learned from replays too, it learned to memorise their transitions and recall fell,
+    (learned from the replays too, it weighed the last item or two ever more and recall fell,
     ``docs/neural.md``). Scores stay one dot product per item, so the catalogue is scored by
     one matrix product, and a user the model never learned is scored from its context alone.
 
