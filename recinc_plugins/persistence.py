@@ -8,12 +8,12 @@ content: the constructor parameters and the learned state (``_get_state``, resto
 a NumPy ``.npz`` archive read with ``allow_pickle=False``.
 
 What the tree may build is fixed here, not by the file: JSON values, lists, tuples, dicts and
-sets, NumPy arrays and scalars, torch tensors, and objects of the classes on an allow-list
-(the package's own helper classes, and the classes of the wrapped libraries that models hold:
-Surprise's algorithms, River's models, optimisers and statistics, implicit's and LightFM's
-models, SciPy's sparse matrices), rebuilt from their attributes as pickle would, without
-calling anything the file names. An object with no such form (River's dicts of per-user
-vectors, NumPy's random generators) is kept in one pickle inside the payload, read back by an
+sets, NumPy arrays, scalars and random generators, torch tensors, and objects of the classes on
+an allow-list (the package's own helper classes, and the classes of the wrapped libraries that
+models hold: Surprise's algorithms, River's models, optimisers and statistics, implicit's and
+LightFM's models, SciPy's sparse matrices), rebuilt from their attributes as pickle would,
+without calling anything the file names. An object with no such form (River's and Surprise's
+dicts with a default factory) is kept in one pickle inside the payload, read back by an
 unpickler that refuses every class and function not on the same allow-list, naming it.
 The model class itself must be registered (``recinc models``) or already imported; no module a
 file names is imported before the file is accepted. ``load(path, trusted=True)`` lifts these
