@@ -18,6 +18,7 @@ import numpy as np
 
 from .coldstart import COLD_STARTS, NEWCOMER_EVENTS, NEWCOMER_HALF_LIFE, ColdStart, Newcomer
 from .context import Context
+from .forget import Forgetting
 from .ids import _as_id_array
 from .params import Parameters
 from .persistence import FORMAT_VERSION, ModelFileError, load_model, save_model
@@ -66,7 +67,7 @@ class Capabilities:
     context: bool = False
 
 
-class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
+class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc.ABC):
     """A recommender that learns from scratch (``fit``) and from new events (``partial_fit``).
 
     Users and items are the caller's own ids (str, int or mixed); the model maps them to dense
@@ -94,6 +95,10 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, abc.ABC):
         Scores of every known item for known users: an ``(len(users), n_items)`` array.
     ``_score_pairs(users, items)``
         Optional: one score per pair; defaults to gathering from ``_score_users``.
+    ``_forget(removed)``
+        Optional: take forgotten users' and items' events and rows out of the model's own
+        state (see :mod:`recinc_plugins.forget`); without it ``forget`` retrains from the kept
+        events.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()

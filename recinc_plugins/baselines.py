@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 
 from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from .forget import Removed
 from .growth import grown
 from .params import check_bool
+from .sparse import GrowingCSR
 
 __all__ = ["DecayedPopularity", "Popularity", "Random"]
 
@@ -63,6 +65,14 @@ class Popularity(IncrementalRecommender):
         values = batch.values if self.weighted else None
         self.popularity_ += np.bincount(batch.items, weights=values,
                                         minlength=self.popularity_.size)
+
+    forgets_exactly = True
+
+    def _forget(self, removed: Removed) -> None:
+        # the counts (or summed strengths) the forgotten events added, taken back out
+        values = removed.values if self.weighted else removed.counts
+        np.subtract.at(self.popularity_, removed.pair_items, values)
+        self.popularity_[removed.items] = 0.0
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (users.size, self.popularity_.size)).copy()
@@ -139,6 +149,8 @@ class DecayedPopularity(IncrementalRecommender):
         self.clock_ = 0.0  # now, in half-lives since the reference
         self._events_seen = 0.0
         self.origin_ns_: int | None = None
+        # each (user, item) pair's share of ``scaled_``, for ``forget``
+        self.pair_scaled_ = GrowingCSR(0, 0, combine="sum", dtype=np.float64)
 
     def _grow(self, n_users: int, n_items: int) -> None:
         self.scaled_ = grown(self.scaled_, n_items)
@@ -162,6 +174,7 @@ class DecayedPopularity(IncrementalRecommender):
         clock = max(self.clock_, float(ages.max()))
         if clock > 512:  # rebase before 2 ** clock overflows
             self.scaled_ *= 2.0 ** (-clock)
+            self.pair_scaled_.scale(2.0 ** (-clock))
             ages = ages - clock
             self.clock_ = 0.0
             if self._half_life_events is not None:
@@ -170,9 +183,28 @@ class DecayedPopularity(IncrementalRecommender):
                 self.origin_ns_ += int(clock * self._half_life_ns)
             clock = 0.0
         values = batch.values if self.weighted else 1.0
-        self.scaled_ += np.bincount(batch.items, weights=values * np.exp2(ages),
+        contributions = values * np.exp2(ages)
+        self.scaled_ += np.bincount(batch.items, weights=contributions,
                                     minlength=self.scaled_.size)
+        self.pair_scaled_.add(batch.users, batch.items, contributions)
         self.clock_ = clock
+
+    @property
+    def forgets_exactly(self) -> bool:  # type: ignore[override]
+        # in time, each event's weight depends on its own timestamp only: taking out the
+        # forgotten pairs' contributions gives the model trained without them. In events, a
+        # retrained model would age the later events by fewer events: approximate.
+        return getattr(self, "_half_life_ns", None) is not None
+
+    def _forget(self, removed: Removed) -> None:
+        # each pair's decayed contribution was kept (scaled like ``scaled_``): take it out
+        if getattr(self, "pair_scaled_", None) is None:  # a file from before it was kept
+            self._retrain_kept()
+            return
+        _, items, scaled = self.pair_scaled_.drop(removed.users, removed.items)
+        np.subtract.at(self.scaled_, items, scaled)
+        self.scaled_[removed.items] = 0.0
+        np.maximum(self.scaled_, 0.0, out=self.scaled_)
 
     def _decayed(self) -> np.ndarray:
         return self.scaled_ * 2.0 ** (-self.clock_)
@@ -212,6 +244,11 @@ class Random(IncrementalRecommender):
 
     def _partial_fit(self, batch: Batch) -> None:
         pass
+
+    forgets_exactly = True
+
+    def _forget(self, removed: Removed) -> None:
+        pass  # it learns nothing: the forgotten ids are gone from the shared state
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return self.rng_.random((users.size, self.n_items))

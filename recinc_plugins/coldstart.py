@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .growth import grown
+from .sparse import GrowingCSR
 
 __all__ = ["COLD_STARTS", "NEWCOMER_EVENTS", "NEWCOMER_HALF_LIFE", "ColdStart", "Newcomer",
            "check_cold_start"]
@@ -140,6 +141,7 @@ class ColdStart:
         self.user_events_ = np.zeros(0, dtype=np.int64)
         self.newcomer_ = np.zeros(0, dtype=np.float64)
         self.newcomer_clock_ = 0.0
+        self.newcomer_pairs_ = GrowingCSR(0, 0, combine="sum", dtype=np.float64)
         #: n_events_ when the counts were last brought up to date: they describe the stream
         #: only while this equals n_events_ (the policy can be switched on mid-stream)
         self.newcomer_synced_ = getattr(self, "n_events_", 0)
@@ -190,6 +192,7 @@ class ColdStart:
                 end = 0.0
             if ordinal < settings.first_events:
                 self.newcomer_[int(items[0])] += 2.0 ** end
+                self._newcomer_pairs().add(users, items, 2.0 ** end)
             self.newcomer_clock_ = end
             return
         order = np.argsort(users, kind="stable")
@@ -210,6 +213,7 @@ class ColdStart:
         if early.size:
             weights = 2.0 ** (start + (early + 1) / half_life)
             np.add.at(self.newcomer_, items[early], weights)
+            self._newcomer_pairs().add(users[early], items[early], weights)
         self.newcomer_clock_ = end
 
     def _rescale_newcomer(self, end: float) -> None:
@@ -221,3 +225,12 @@ class ColdStart:
             return
         shift = -end if np.log2(top) - end >= -500 else -500 - np.log2(top)
         self.newcomer_ *= 2.0 ** shift
+        self._newcomer_pairs().scale(2.0 ** shift)
+
+    def _newcomer_pairs(self) -> GrowingCSR:
+        """Each (user, item) pair's share of ``newcomer_`` (scaled alike): what ``forget``
+        takes out when it forgets the user or the item."""
+        pairs = getattr(self, "newcomer_pairs_", None)
+        if pairs is None:
+            pairs = self.newcomer_pairs_ = GrowingCSR(0, 0, combine="sum", dtype=np.float64)
+        return pairs

@@ -46,6 +46,15 @@ def _get_indexer(index: pd.Index, values: np.ndarray) -> np.ndarray:
     return index.get_indexer(values)
 
 
+def grown_mask(mask: np.ndarray, n: int) -> np.ndarray:
+    """``mask`` extended with False to at least ``n`` entries (room to spare)."""
+    if mask.size >= n:
+        return mask
+    out = np.zeros(max(n, 2 * mask.size), dtype=bool)
+    out[: mask.size] = mask
+    return out
+
+
 class IdIndex:
     """Append-only map from hashable ids (str, int or a mix) to dense indices ``0..n-1``.
 
@@ -77,6 +86,8 @@ class IdIndex:
         self._ids = np.empty(0, dtype=np.int64)
         self._n = 0
         self._levels: list[tuple[int, pd.Index]] = []  # (first index, table), largest first
+        # forgotten slots (``forget``): a bool mask over indices, or None while there are none
+        self._dead: np.ndarray | None = None
         if ids is not None:
             self.add(ids)
 
@@ -105,7 +116,7 @@ class IdIndex:
             return NotImplemented
         return self._n == other._n and bool(
             np.all(pd.Index(self.ids).equals(pd.Index(other.ids)))
-        )
+        ) and bool(np.array_equal(self.dead, other.dead))
 
     __hash__ = None  # mutable
 
@@ -121,14 +132,18 @@ class IdIndex:
         for offset, table in self._levels:
             found = _get_indexer(table, values[pending])
             hit = found >= 0
-            out[pending[hit]] = found[hit] + offset
+            if isinstance(offset, np.ndarray):  # a table of live slots only: their indices
+                out[pending[hit]] = offset[found[hit]]
+            else:
+                out[pending[hit]] = found[hit] + offset
             pending = pending[~hit]
             if pending.size == 0:
                 break
         return out
 
     def ids_of(self, indices: Any) -> np.ndarray:
-        """The ids at ``indices``; raises IndexError naming any index out of range."""
+        """The ids at ``indices``; raises IndexError naming any index out of range or
+        forgotten."""
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
@@ -138,7 +153,51 @@ class IdIndex:
                 f"indices out of range for an IdIndex of {self._n} ids: "
                 f"{np.unique(idx[bad])[:10].tolist()}"
             )
+        if self._dead is not None and self._dead[idx].any():
+            raise IndexError(
+                f"indices of forgotten ids: {np.unique(idx[self._dead[idx]])[:10].tolist()}")
         return self._ids[idx]
+
+    # -- forgetting --------------------------------------------------------------------------
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Bool mask over indices: True where the id was forgotten (a read-only copy)."""
+        if self._dead is None:
+            return np.zeros(self._n, dtype=bool)
+        return self._dead[: self._n].copy()
+
+    @property
+    def n_live(self) -> int:
+        """Ids known now: ``len(self)`` less the forgotten slots."""
+        return self._n - (int(self._dead[: self._n].sum()) if self._dead is not None else 0)
+
+    def forget(self, indices: Any) -> None:
+        """Forget the ids at ``indices``: they are looked up as unknown from now on (adding one
+        again gives it a new index), and their slots keep their index but hold no id (a filler,
+        0 or None, marked in :attr:`dead`), so arrays indexed by the map keep their layout.
+        The id itself is dropped from the storage and the hash tables; ``ids_of`` refuses a
+        forgotten index."""
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        if idx.size == 0:
+            return
+        if idx[0] < 0 or idx[-1] >= self._n:
+            raise IndexError(f"indices out of range for an IdIndex of {self._n} ids")
+        if self._dead is None:
+            self._dead = np.zeros(self._n, dtype=bool)
+        elif self._dead.size < self._n:
+            self._dead = np.concatenate([self._dead, np.zeros(self._n - self._dead.size, bool)])
+        self._dead[idx] = True
+        self._ids[idx] = None if self._ids.dtype == object else 0
+        self._levels = [self._live_level(0, self._n)] if self._n else []
+
+    def _live_level(self, start: int, end: int) -> tuple[Any, pd.Index]:
+        """One hash table over indices ``start..end-1``: ``(start, table)``, or, where some of
+        them are forgotten, ``(indices of the live ones, table of their ids)``."""
+        if self._dead is None or not self._dead[start:end].any():
+            return (start, self._make_index(self._ids[start:end]))
+        live = start + np.flatnonzero(~self._dead[start:end])
+        return (live, self._make_index(self._ids[live]))
 
     # -- growth ------------------------------------------------------------------------------
 
@@ -181,9 +240,12 @@ class IdIndex:
         self._ids[self._n : end] = new_ids
         start = self._n
         self._n = end
+        if self._dead is not None:
+            self._dead = grown_mask(self._dead, end)
         while self._levels and self._levels[-1][1].size <= end - start:
-            start = self._levels.pop()[0]
-        self._levels.append((start, self._make_index(self._ids[start:end])))
+            first = self._levels.pop()[0]
+            start = int(first[0]) if isinstance(first, np.ndarray) else first
+        self._levels.append(self._live_level(start, end))
 
     def _truncate(self, n: int) -> None:
         """Forget the ids added after the first ``n``: only to undo a refused batch (so the
@@ -195,7 +257,9 @@ class IdIndex:
                     isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
                     for v in kept):
                 self._ids = np.array(kept, dtype=np.int64) if n else np.empty(0, np.int64)
-            self._levels = [(0, self._make_index(self._ids[:n]))] if n else []
+            if self._dead is not None:
+                self._dead = self._dead[:n].copy()
+            self._levels = [self._live_level(0, n)] if n else []
 
     def _make_index(self, values: np.ndarray) -> pd.Index:
         return pd.Index(values.copy(), dtype=values.dtype)
@@ -203,13 +267,21 @@ class IdIndex:
     # -- pickling ----------------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
-        return {"ids": self._ids[: self._n].copy()}
+        state = {"ids": self._ids[: self._n].copy()}
+        if self._dead is not None and self._dead[: self._n].any():
+            state["dead"] = self._dead[: self._n].copy()
+        return state
 
     def __setstate__(self, state: dict) -> None:
         ids = state["ids"]
         self._ids = ids
         self._n = len(ids)
-        self._levels = [(0, self._make_index(ids))] if len(ids) else []
+        dead = state.get("dead")
+        self._dead = None if dead is None else np.array(dead, dtype=bool)
+        if self._dead is not None and self._dead.size != self._n:
+            raise ValueError(f"an IdIndex's forgotten mask holds {self._dead.size} entries for "
+                             f"{self._n} ids")
+        self._levels = [self._live_level(0, self._n)] if len(ids) else []
 
     def copy(self) -> IdIndex:
         new = IdIndex.__new__(IdIndex)

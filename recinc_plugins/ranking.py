@@ -181,6 +181,9 @@ def recommend(
         rows = np.flatnonzero(~cold)
         pos, cols = model.seen_.row_entries(u[rows])
         scores[rows[pos], cols] = -np.inf
+    dead = model.item_index_._dead
+    if dead is not None and dead[:n_items].any():  # forgotten items are never recommended
+        scores[:, dead[:n_items]] = -np.inf
     if candidates is not None:
         scores = scores[:, cand]
     idx, vals = top_k(scores, k)

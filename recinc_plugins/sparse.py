@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -35,6 +37,34 @@ def _bounds(values: np.ndarray) -> tuple[int, int]:
     return int(values.min()), int(values.max())
 
 
+def drop_entries(holder: Any, rows: np.ndarray | None, cols: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the entries of ``rows`` or ``cols`` from ``holder`` (anything with ``tocsr()``
+    and a ``csr``-valued attribute named by ``holder._csr_attr``), returning them as
+    ``(rows, cols, values)``."""
+    csr = holder.tocsr()
+    n_rows, n_cols = csr.shape
+    gone = np.zeros(csr.nnz, dtype=bool)
+    entry_rows = np.repeat(np.arange(n_rows), np.diff(csr.indptr))
+    if rows is not None and np.size(rows):
+        mask = np.zeros(n_rows, dtype=bool)
+        mask[np.asarray(rows, dtype=np.int64)[np.asarray(rows) < n_rows]] = True
+        gone |= mask[entry_rows]
+    if cols is not None and np.size(cols):
+        mask = np.zeros(n_cols, dtype=bool)
+        mask[np.asarray(cols, dtype=np.int64)[np.asarray(cols) < n_cols]] = True
+        gone |= mask[csr.indices]
+    removed = (entry_rows[gone], csr.indices[gone].astype(np.int64), csr.data[gone].copy())
+    if gone.any():
+        keep = ~gone
+        kept = sp.csr_matrix((csr.data[keep], csr.indices[keep],
+                              np.concatenate([[0], np.cumsum(np.bincount(
+                                  entry_rows[keep], minlength=n_rows))])),
+                             shape=csr.shape, dtype=csr.dtype)
+        setattr(holder, holder._csr_attr, kept)
+    return removed
+
+
 class GrowingCSR:
     """Sparse ``rows x cols`` matrix for a stream: append entries cheaply, read rows quickly.
 
@@ -45,6 +75,7 @@ class GrowingCSR:
     """
 
     _MIN_BUFFER = 4096
+    _csr_attr = "_csr"
 
     def __init__(self, n_rows: int = 0, n_cols: int = 0, *, combine: str = "sum",
                  dtype: type = np.float64) -> None:
@@ -160,6 +191,17 @@ class GrowingCSR:
             positions = np.concatenate([positions, buf_pos])
             cols = np.concatenate([cols, self._buf_cols[hit]])
         return positions, cols
+
+    def drop(self, rows: np.ndarray | None = None, cols: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Remove every entry in ``rows`` or in ``cols``; return the removed ``(rows, cols,
+        values)`` (duplicates combined). The shape stays: the rows and columns become empty."""
+        return drop_entries(self, rows, cols)
+
+    def scale(self, factor: float) -> None:
+        """Multiply every entry by ``factor``."""
+        self._csr.data *= factor
+        self._buf_vals[: self._n_buf] *= factor
 
     def row_counts(self) -> np.ndarray:
         """Number of stored entries per row (duplicates combined)."""

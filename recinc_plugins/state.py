@@ -83,6 +83,10 @@ class SharedState:
         self.n_events_ = 0
         self.rating_sum_ = 0.0
         self.n_ratings_ = 0
+        #: summed strength (rating or weight) per (user, item) pair: kept once a batch carries
+        #: ratings or weights (before that every strength was 1: ``seen_`` holds the sums);
+        #: what ``forget`` takes out of the rating totals and what an exact refit relearns
+        self.pair_values_: GrowingCSR | None = None
         self._init_newcomer()
         self._grown = (0, 0)
         self._init_model()
@@ -168,6 +172,12 @@ class SharedState:
         if settings is not None and not self._newcomer_synced():
             self._restart_newcomer()  # switched on after learning without it
         self.seen_.add(batch.users, batch.items, 1.0)
+        if batch.ratings is not None or batch.weights is not None:
+            if getattr(self, "pair_values_", None) is None:
+                self.pair_values_ = self._start_pair_values()
+            self.pair_values_.add(batch.users, batch.items, batch.values)
+        elif getattr(self, "pair_values_", None) is not None:
+            self.pair_values_.add(batch.users, batch.items, 1.0)
         if len(batch) * 16 < self.item_counts_.size:  # small step: touch only its items
             np.add.at(self.item_counts_, batch.items, 1.0)
         else:
@@ -179,6 +189,15 @@ class SharedState:
         if settings is not None:
             self._count_newcomers(batch.users, batch.items, settings)
             self.newcomer_synced_ = self.n_events_
+
+    def _start_pair_values(self) -> GrowingCSR:
+        """The per-pair strength sums, started from ``seen_`` (every strength so far was 1)."""
+        values = GrowingCSR(*self.seen_.shape, combine="sum", dtype=np.float64)
+        csr = self.seen_.tocsr()
+        if csr.nnz:
+            rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+            values.add(rows, csr.indices, csr.data.astype(np.float64))
+        return values
 
     def _ingest_and_learn(self, batch: Batch) -> None:
         self._ingest(batch)

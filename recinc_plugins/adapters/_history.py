@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..growth import grown, resized
-from ..sparse import concat_ranges
+from ..sparse import concat_ranges, drop_entries
 
 __all__ = ["History"]
 
@@ -45,6 +45,8 @@ class History:
     >>> history.tocsr().nnz
     2
     """
+
+    _csr_attr = "csr"
 
     def __init__(self, n_rows: int = 0, n_cols: int = 0) -> None:
         self.csr = sp.csr_matrix((int(n_rows), int(n_cols)), dtype=np.float32)
@@ -118,6 +120,12 @@ class History:
         if self.n_pending or self.csr.shape != self.shape:
             self.merge()
         return self.csr
+
+    def drop(self, rows: np.ndarray | None = None, cols: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Remove every entry in ``rows`` or in ``cols`` (pending ones included); return the
+        removed ``(rows, cols, values)``, summed per pair. The shape stays."""
+        return drop_entries(self, rows, cols)
 
     def rows(self, rows: np.ndarray) -> sp.csr_matrix:
         """The full rows ``rows`` (any order, repeats allowed), ``len(rows) x n_cols``,
