@@ -50,14 +50,16 @@ class Recommendations:
         return frame[~np.isnan(frame["score"].to_numpy())].reset_index(drop=True)
 
 
-def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
-    """Columns of each row's k best scores (ties to the lower column), or None to fall back
-    (a NaN in the row, a catalogue too small to cut, a sea of ties).
+def _top_k_by_blocks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Columns of each row's k best scores (ties to the lower column) and the rows left to
+    the caller (a sea of ties at the row's k-th score), or None to fall back for the whole
+    array (a NaN, a catalogue too small to cut).
 
     The row is cut into ``32k`` blocks. The k-th largest block maximum is a score that at least
     k entries reach, so only the entries at or above it can be among the k best, and they all
     sit in the blocks whose maximum reaches it: usually about k blocks. So one vectorised pass
     (the block maxima) reads the whole row, and only those blocks are read again and sorted.
+    A row where many blocks reach it (ties: say a user whose scores are all 0) is left out.
     """
     n_rows, n_cols = scores.shape
     n_blocks = 32 * k
@@ -71,7 +73,11 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
     if np.isnan(block_max).any():  # (a block's maximum is NaN where the block has one)
         return None
     threshold = np.partition(block_max, block_max.shape[1] - k, axis=1)[:, -k]
-    sel_rows, sel_blocks = np.nonzero(block_max[:, :n_blocks] >= threshold[:, None])
+    reached = block_max[:, :n_blocks] >= threshold[:, None]
+    tied = reached.sum(axis=1) > 8 * k  # a sea of ties: the caller partitions these rows
+    if tied.any():
+        reached[tied] = False
+    sel_rows, sel_blocks = np.nonzero(reached)
     cols = sel_blocks[:, None] * width + np.arange(width)
     vals = scores[sel_rows[:, None], cols]
     keep = vals >= threshold[sel_rows, None]
@@ -79,16 +85,37 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> np.ndarray | None:
     cols, vals = cols[keep], vals[keep]
     if body < n_cols:  # the last, narrower block: compared whole
         tail = scores[:, body:]
-        tail_rows, tail_cols = np.nonzero(tail >= threshold[:, None])
+        tail_rows, tail_cols = np.nonzero((tail >= threshold[:, None]) & ~tied[:, None])
         rows = np.concatenate([rows, tail_rows])
         vals = np.concatenate([vals, tail[tail_rows, tail_cols]])
         cols = np.concatenate([cols, tail_cols + body])
-    if rows.size > n_rows * 64 * k:  # a sea of ties at the threshold: partition instead
-        return None
+    found = np.bincount(rows, minlength=n_rows)
+    crowded = found > 64 * k  # many ties at the threshold inside the blocks: partition
+    if crowded.any():
+        tied |= crowded
+        inside = ~crowded[rows]
+        rows, cols, vals = rows[inside], cols[inside], vals[inside]
     order = np.lexsort((cols, -vals, rows))
     rows, cols = rows[order], cols[order]
     starts = np.searchsorted(rows, np.arange(n_rows))
-    return cols[starts[:, None] + np.arange(k)]
+    out = np.zeros((n_rows, k), dtype=np.int64)
+    ok = ~tied
+    out[ok] = cols[starts[ok, None] + np.arange(k)]
+    return out, np.flatnonzero(tied)
+
+
+def _top_k_partition(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of each row's k best scores, unordered, ties to the lower columns (no NaN)."""
+    n_rows, n_cols = scores.shape
+    kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
+    selected = scores >= kth
+    excess = np.flatnonzero(selected.sum(axis=1) > k)
+    if excess.size:  # more ties at the k-th score than slots: keep the lowest columns
+        sub, sub_kth = scores[excess], kth[excess]
+        need = k - (sub > sub_kth).sum(axis=1, keepdims=True)
+        tied = sub == sub_kth
+        selected[excess] = (sub > sub_kth) | (tied & (np.cumsum(tied, axis=1) <= need))
+    return np.nonzero(selected)[1].reshape(n_rows, k)
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,23 +143,19 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k <= 0 or n_rows == 0:
         return (np.empty((n_rows, max(k, 0)), dtype=np.int64),
                 np.empty((n_rows, max(k, 0)), dtype=scores.dtype))
-    part = _top_k_by_blocks(scores, k) if k < n_cols else None
-    if part is None:
+    found = _top_k_by_blocks(scores, k) if k < n_cols else None
+    if found is None:
         nan = np.isnan(scores)
         if nan.any():
             scores = np.where(nan, -np.inf, scores)
-    if part is None and k < n_cols:
-        kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
-        selected = scores >= kth
-        excess = np.flatnonzero(selected.sum(axis=1) > k)
-        if excess.size:  # more ties at the k-th score than slots: keep the lowest columns
-            sub, sub_kth = scores[excess], kth[excess]
-            need = k - (sub > sub_kth).sum(axis=1, keepdims=True)
-            tied = sub == sub_kth
-            selected[excess] = (sub > sub_kth) | (tied & (np.cumsum(tied, axis=1) <= need))
-        part = np.nonzero(selected)[1].reshape(n_rows, k)
-    elif part is None:
-        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+        if k < n_cols:
+            part = _top_k_partition(scores, k)
+        else:
+            part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    else:
+        part, rest = found
+        if rest.size:  # rows of ties the blocks left: partitioned (no NaN: checked there)
+            part[rest] = _top_k_partition(scores[rest], k)
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)

@@ -132,6 +132,26 @@ class GrowingCSR:
         if self._n_buf > max(self._MIN_BUFFER, self._csr.nnz // 8):
             self._merge()
 
+    def add_one(self, row: int, col: int, value: float = 1.0) -> None:
+        """``add`` for one entry, in scalars (the one-event path of a stream)."""
+        if row < 0 or col < 0:
+            raise ValueError("row and column indices must be non-negative")
+        if row >= self.n_rows:
+            self.n_rows = row + 1
+        if col >= self.n_cols:
+            self.n_cols = col + 1
+        n = self._n_buf
+        if n >= self._buf_rows.size:
+            capacity = 2 * self._buf_rows.size
+            for name in ("_buf_rows", "_buf_cols", "_buf_vals"):
+                setattr(self, name, grown(getattr(self, name)[:n], capacity))
+        self._buf_rows[n] = row
+        self._buf_cols[n] = col
+        self._buf_vals[n] = value
+        self._n_buf = n + 1
+        if n + 1 > self._MIN_BUFFER and n + 1 > self._csr.nnz // 8:
+            self._merge()
+
     def _merge(self) -> None:
         csr = self._csr
         csr = resized(csr, self.shape)

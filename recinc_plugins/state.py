@@ -166,26 +166,39 @@ class SharedState:
     def _ingest(self, batch: Batch) -> None:
         """Update the shared state with a batch (indices already in the id maps)."""
         self._sync_size()
-        if len(batch) == 0:
+        n = len(batch)
+        if n == 0:
             return
         settings = self._newcomer_settings()
         if settings is not None and not self._newcomer_synced():
             self._restart_newcomer()  # switched on after learning without it
-        self.seen_.add(batch.users, batch.items, 1.0)
-        if batch.ratings is not None or batch.weights is not None:
-            if getattr(self, "pair_values_", None) is None:
-                self.pair_values_ = self._start_pair_values()
-            self.pair_values_.add(batch.users, batch.items, batch.values)
-        elif getattr(self, "pair_values_", None) is not None:
-            self.pair_values_.add(batch.users, batch.items, 1.0)
-        if len(batch) * 16 < self.item_counts_.size:  # small step: touch only its items
-            np.add.at(self.item_counts_, batch.items, 1.0)
+        values = getattr(self, "pair_values_", None)
+        if n == 1:  # one event (a River loop, the harness at one event per step): scalars
+            u, i = int(batch.users[0]), int(batch.items[0])
+            self.seen_.add_one(u, i, 1.0)
+            self.item_counts_[i] += 1.0
+            if batch.ratings is not None or batch.weights is not None:
+                if values is None:
+                    values = self.pair_values_ = self._start_pair_values()
+                values.add_one(u, i, float(batch.values[0]))
+            elif values is not None:
+                values.add_one(u, i, 1.0)
         else:
-            self.item_counts_ += np.bincount(batch.items, minlength=self.item_counts_.size)
-        self.n_events_ += len(batch)
+            self.seen_.add(batch.users, batch.items, 1.0)
+            if batch.ratings is not None or batch.weights is not None:
+                if values is None:
+                    values = self.pair_values_ = self._start_pair_values()
+                values.add(batch.users, batch.items, batch.values)
+            elif values is not None:
+                values.add(batch.users, batch.items, 1.0)
+            if n * 16 < self.item_counts_.size:  # small step: touch only its items
+                np.add.at(self.item_counts_, batch.items, 1.0)
+            else:
+                self.item_counts_ += np.bincount(batch.items, minlength=self.item_counts_.size)
+        self.n_events_ += n
         if batch.ratings is not None:
-            self.rating_sum_ += float(batch.ratings.sum())
-            self.n_ratings_ += len(batch)
+            self.rating_sum_ += float(batch.ratings.sum()) if n > 1 else float(batch.ratings[0])
+            self.n_ratings_ += n
         if settings is not None:
             self._count_newcomers(batch.users, batch.items, settings)
             self.newcomer_synced_ = self.n_events_
