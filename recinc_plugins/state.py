@@ -173,21 +173,20 @@ class SharedState:
         if settings is not None and not self._newcomer_synced():
             self._restart_newcomer()  # switched on after learning without it
         values = getattr(self, "pair_values_", None)
+        if values is None and (batch.ratings is not None or batch.weights is not None):
+            # started from seen_ before this batch: its events count by their own strength
+            values = self.pair_values_ = self._start_pair_values()
         if n == 1:  # one event (a River loop, the harness at one event per step): scalars
             u, i = int(batch.users[0]), int(batch.items[0])
             self.seen_.add_one(u, i, 1.0)
             self.item_counts_[i] += 1.0
             if batch.ratings is not None or batch.weights is not None:
-                if values is None:
-                    values = self.pair_values_ = self._start_pair_values()
                 values.add_one(u, i, float(batch.values[0]))
             elif values is not None:
                 values.add_one(u, i, 1.0)
         else:
             self.seen_.add(batch.users, batch.items, 1.0)
             if batch.ratings is not None or batch.weights is not None:
-                if values is None:
-                    values = self.pair_values_ = self._start_pair_values()
                 values.add(batch.users, batch.items, batch.values)
             elif values is not None:
                 values.add(batch.users, batch.items, 1.0)
