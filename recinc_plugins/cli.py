@@ -1,4 +1,5 @@
-"""The ``recinc`` command: ``recinc compare | freshness | models | datasets | grid | tune``."""
+"""The ``recinc`` command: ``recinc compare | freshness | models | datasets | grid | tune |
+audit-forget``."""
 
 from __future__ import annotations
 
@@ -86,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .grid.cli import add_grid_commands
 
     add_grid_commands(sub)
+
+    audit = sub.add_parser(
+        "audit-forget",
+        help="look for any trace of forgotten users or items in a saved model file",
+        description="Read a saved model file (without building the model or running code "
+                    "from it) and report, per id, every place it is still found: the id maps, "
+                    "every string and id table, the raw bytes. Exit status: 0 no trace, 1 a "
+                    "trace was found, 2 the file is not a readable model file.",
+    )
+    from .audit import add_audit_arguments, run_audit
+
+    add_audit_arguments(audit)
+    audit.set_defaults(func=run_audit)
     return parser
 
 
