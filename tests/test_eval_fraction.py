@@ -9,38 +9,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from _toy_models import UserMean
 
-from recinc_plugins.base import Batch, Capabilities, IncrementalRecommender
 from recinc_plugins.baselines import DecayedPopularity, Popularity, Random
 from recinc_plugins.cli import main
 from recinc_plugins.data import synthetic_stream
 from recinc_plugins.evaluation import CompareResult, ReplayConfig, Stream, compare
 from recinc_plugins.evaluation.metrics import event_metrics, wilson_interval
 from recinc_plugins.evaluation.report import protocol_text
-
-
-class UserMean(IncrementalRecommender):
-    """Explicit-rating model: predicts the user's mean rating (the global mean for new users)."""
-
-    capabilities = Capabilities(explicit=True, implicit=False)
-
-    def _init_model(self) -> None:
-        self.sums_ = np.zeros(0)
-        self.counts_ = np.zeros(0)
-
-    def _grow(self, n_users: int, n_items: int) -> None:
-        for name in ("sums_", "counts_"):
-            grown = np.zeros(n_users)
-            grown[: getattr(self, name).size] = getattr(self, name)
-            setattr(self, name, grown)
-
-    def _partial_fit(self, batch: Batch) -> None:
-        self.sums_ += np.bincount(batch.users, batch.ratings, minlength=self.sums_.size)
-        self.counts_ += np.bincount(batch.users, minlength=self.counts_.size)
-
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        means = self.sums_[users] / np.maximum(self.counts_[users], 1)
-        return np.repeat(means[:, None], self.n_items, axis=1) + 1e-3 * self.item_counts_
 
 
 @pytest.fixture(scope="module")
