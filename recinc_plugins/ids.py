@@ -197,6 +197,8 @@ class IdIndex:
         if self._dead is None or not self._dead[start:end].any():
             return (start, self._make_index(self._ids[start:end]))
         live = start + np.flatnonzero(~self._dead[start:end])
+        if not live.size:  # every id forgotten: an empty table that still knows its start
+            return (start, self._make_index(self._ids[start:start]))
         return (live, self._make_index(self._ids[live]))
 
     # -- growth ------------------------------------------------------------------------------
