@@ -124,8 +124,16 @@ class History:
     def drop(self, rows: np.ndarray | None = None, cols: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Remove every entry in ``rows`` or in ``cols`` (pending ones included); return the
-        removed ``(rows, cols, values)``, summed per pair. The shape stays."""
-        return drop_entries(self, rows, cols)
+        removed ``(rows, cols, values)``, summed per pair. The shape stays.
+
+        The pending entries are merged first, and their buffers, whose spare capacity still
+        held copies of merged entries, are released: no copy of a removed entry stays in
+        memory (``forget``)."""
+        removed = drop_entries(self, rows, cols)
+        self.pending_rows = np.empty(0, dtype=np.int64)
+        self.pending_cols = np.empty(0, dtype=np.int64)
+        self.pending_values = np.empty(0, dtype=np.float32)
+        return removed
 
     def rows(self, rows: np.ndarray) -> sp.csr_matrix:
         """The full rows ``rows`` (any order, repeats allowed), ``len(rows) x n_cols``,

@@ -17,6 +17,11 @@ A step's work is proportional to the step at small steps (a one-event loop costs
 event late in a stream as early); from ``SMALL_STEP`` events up the adapters do what gave the
 published 1,000-event numbers.
 
+``forget(users, items)`` drops the ids' entries from the history, resets their factor rows (and
+optimiser state) to what implicit gives a row without data, then re-trains the rows that lost
+events from what remains: ALS re-solves them exactly (``forgets_exactly``); BPR and LMF train
+them for ``update_iterations`` passes (approximate; the gap is measured in docs/implicit.md).
+
 The wrapped model is ``adapter.model_`` (implicit's CPU class), usable with implicit's own API.
 """
 
@@ -31,8 +36,10 @@ import scipy.sparse as sp
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from ..context import Context
+from ..forget import Removed
 from ..growth import grown
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
+from ..sparse import concat_ranges
 from ._history import History
 
 __all__ = ["SMALL_STEP", "ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
@@ -45,6 +52,8 @@ _UPDATE_ON = ("auto", "sample", "touched", "all")
 SMALL_STEP = 1000
 #: ALS's ``item_refresh`` at small steps (measured in docs/implicit.md)
 _ITEM_REFRESH = 0.1
+#: events per mini-batch when BPR re-trains the rows a ``forget`` touched
+_FORGET_BATCH = 256
 
 
 class _ImplicitMF(IncrementalRecommender):
@@ -105,6 +114,7 @@ class _ImplicitMF(IncrementalRecommender):
         self.history_ = History()
         self.item_history_ = History() if self._keeps_item_users else None
         self.model_ = self._new_model()
+        self.dead_items_ = np.empty(0, dtype=np.int64)  # forgotten items' indices, sorted
 
     @property
     def user_items_(self) -> sp.csr_matrix:
@@ -143,6 +153,13 @@ class _ImplicitMF(IncrementalRecommender):
         return _zeros(n, d)
 
     def _new_items(self, n: int, d: int) -> np.ndarray:
+        return _zeros(n, d)
+
+    # a forgotten row is what implicit's fit leaves a row without data (for ALS, zeros)
+    def _blank_users(self, n: int, d: int) -> np.ndarray:
+        return _zeros(n, d)
+
+    def _blank_items(self, n: int, d: int) -> np.ndarray:
         return _zeros(n, d)
 
     # -- learning ------------------------------------------------------------------------------
@@ -222,6 +239,58 @@ class _ImplicitMF(IncrementalRecommender):
     def _update(self, batch: Batch) -> None:
         raise NotImplementedError
 
+    def _negatives(self, size: int | tuple[int, ...]) -> np.ndarray:
+        """Items drawn uniformly from the catalogue, forgotten ones left out (so their rows
+        stay blank); the same draws as ``rng_.integers(n_items)`` while none is forgotten."""
+        n = self.model_.item_factors.shape[0]
+        dead = getattr(self, "dead_items_", None)
+        if dead is None or dead.size == 0:
+            return self.rng_.integers(n, size=size)
+        ranks = self.rng_.integers(max(n - dead.size, 1), size=size)
+        # the rank-th live item: its rank plus the forgotten items before it
+        return ranks + np.searchsorted(dead - np.arange(dead.size), ranks, side="right")
+
+    # -- forgetting ----------------------------------------------------------------------------
+
+    def _forget(self, removed: Removed) -> None:
+        users, items = self._forget_rows(removed)
+        if self._trained and (users.size or items.size):
+            self._retrain_touched(users, items)
+
+    def _forget_rows(self, removed: Removed) -> tuple[np.ndarray, np.ndarray]:
+        """Drop the forgotten ids' entries from the history (and its item x user copy), reset
+        their factor rows to blank rows and drop implicit's cached norms and Gram matrices
+        (sums over every row); return the users and the items that lost events (sorted)."""
+        rows, cols, _ = self.history_.drop(removed.users, removed.items)
+        if self.item_history_ is not None:
+            self.item_history_.drop(removed.items, removed.users)
+        self.dead_items_ = np.flatnonzero(self.item_index_.dead)
+        if self._trained:
+            model = self.model_
+            d = model.user_factors.shape[1]
+            model.user_factors[removed.users] = self._blank_users(removed.users.size, d)
+            model.item_factors[removed.items] = self._blank_items(removed.items.size, d)
+            model._user_norms = model._item_norms = None
+            for cache in ("_XtX", "_YtY"):  # ALS's Gram matrices
+                if getattr(model, cache, None) is not None:
+                    setattr(model, cache, None)
+        return np.setdiff1d(rows, removed.users), np.setdiff1d(cols, removed.items)
+
+    def _retrain_touched(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Re-train the rows of ``users`` and ``items`` (which lost events to a ``forget``)
+        on the remaining history."""
+        raise NotImplementedError
+
+    def _entries_of(self, users: np.ndarray, items: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, values)`` of the history's entries in the rows of ``users`` or the
+        columns of ``items``."""
+        csr = self.history_.tocsr()
+        entry_rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        keep = (_mask(users, csr.shape[0])[entry_rows]
+                | _mask(items, csr.shape[1])[csr.indices])
+        return entry_rows[keep], csr.indices[keep].astype(np.int64), csr.data[keep]
+
     # -- scoring -------------------------------------------------------------------------------
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -266,6 +335,14 @@ class ImplicitALS(_ImplicitMF):
     a one-event step costs the same late in a stream as early. Every ``refit_every`` events a
     full ALS run over the whole history, warm-started from the current factors, refreshes the
     rest.
+
+    ``forget`` is exact in this sense: the forgotten ids' entries leave both histories, their
+    factor rows become zero (implicit's solution for a row without data, so they drop out of
+    the Gram matrices), and every user and item that lost events is re-solved from its
+    remaining history (users first, then items), so each re-solved row is the least-squares
+    solution it would have if the forgotten events had never been learned, given the other
+    side's current factors. Rows that lost no events are not re-solved (see docs/implicit.md,
+    "Forgetting", for how far the model then is from one refitted on the kept events).
 
     Parameters
     ----------
@@ -450,6 +527,28 @@ class ImplicitALS(_ImplicitMF):
         super()._train_full(warm=warm)
         self.item_solved_ = self.item_counts_.copy()
 
+    # -- forgetting ----------------------------------------------------------------------------
+
+    forgets_exactly = True
+
+    def _forget(self, removed: Removed) -> None:
+        self.item_solved_ = grown(self.item_solved_, self.n_items)
+        self.item_solved_[removed.items] = 0.0
+        super()._forget(removed)
+
+    def _retrain_touched(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Re-solve the users that lost events (forgotten items), then the items that did
+        (forgotten users), each from its whole remaining history, exactly (Cholesky), the
+        other side fixed, with the regularisation of the last update: each row ends up the
+        least-squares solution it would have with the forgotten events never learned."""
+        with _blas_single_thread():
+            if users.size:
+                self.model_.partial_fit_users(users, self._confidence(self.history_.rows(users)))
+            if items.size:
+                self.model_.partial_fit_items(
+                    items, self._confidence(self.item_history_.rows(items)))
+        self.item_solved_[items] = self.item_counts_[items]
+
     # -- the wrapped model ---------------------------------------------------------------------
 
     def _new_model(self) -> Any:
@@ -506,8 +605,14 @@ class _WarmStarted(_ImplicitMF):
         return (np.concatenate([batch.users, users]), np.concatenate([batch.items, items]),
                 np.concatenate([batch.values.astype(np.float32), values]))
 
-    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray, *,
+                      iterations: int | None = None,
+                      movable: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Mini-batch epochs (``iterations``, default ``update_iterations``) over a sample;
+        with ``movable`` (bool masks over users and items) only those rows change."""
         raise NotImplementedError
+
+    forgets_exactly = False
 
     def _train_warm(self, matrix: sp.csr_matrix) -> None:
         model = self.model_
@@ -637,16 +742,26 @@ class ImplicitBPR(_WarmStarted):
         rows[:, -1] = 0.0
         return rows
 
-    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+    # implicit's fit zeroes rows without data, users keeping their constant 1.0 column
+    def _blank_users(self, n: int, d: int) -> np.ndarray:
+        rows = _zeros(n, d)
+        rows[:, -1] = 1.0
+        return rows
+
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray, *,
+                      iterations: int | None = None,
+                      movable: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """``update_iterations`` epochs of BPR's SGD over the sample, each a mini-batch: the
         gradients of implicit's ``bpr_update`` (bias in the last column, L2 on the rows a
-        sample moves), one negative per positive drawn uniformly from the catalogue."""
+        sample moves), one negative per positive drawn uniformly from the catalogue (less
+        forgotten items). With ``movable`` (bool masks over users and items) only those rows
+        change."""
         model = self.model_
         users_f, items_f = model.user_factors, model.item_factors
         lr = float(self._value("learning_rate", small=True))
         reg = float(self.regularization)
-        for _ in range(self.update_iterations):
-            negatives = self.rng_.integers(items_f.shape[0], size=users.size)
+        for _ in range(self.update_iterations if iterations is None else iterations):
+            negatives = self._negatives(users.size)
             u, liked, disliked = users_f[users], items_f[items], items_f[negatives]
             diff = liked - disliked
             z = _sigmoid(-np.einsum("ij,ij->i", u, diff))[:, None]
@@ -656,10 +771,31 @@ class ImplicitBPR(_WarmStarted):
             step_disliked = -z * u - reg * disliked
             step_liked[:, -1] = z[:, 0] - reg * liked[:, -1]  # the item bias
             step_disliked[:, -1] = -z[:, 0] - reg * disliked[:, -1]
+            if movable is not None:
+                step_u *= movable[0][users, None]
+                step_liked *= movable[1][items, None]
+                step_disliked *= movable[1][negatives, None]
             np.add.at(users_f, users, lr * step_u)
             np.add.at(items_f, items, lr * step_liked)
             np.add.at(items_f, negatives, lr * step_disliked)
         model._user_norms = model._item_norms = None
+
+    def _retrain_touched(self, users: np.ndarray, items: np.ndarray, *,
+                         passes: int | None = None) -> None:
+        """``passes`` (default ``update_iterations``) epochs of the sampled steps' SGD over
+        the remaining events of ``users`` and ``items`` (those that lost events), shuffled,
+        in mini-batches of ``_FORGET_BATCH`` events with uniform negatives; only the rows of
+        ``users`` and ``items`` move (a negative outside them stays as it is)."""
+        rows, cols, values = self._entries_of(users, items)
+        if rows.size == 0:
+            return
+        movable = (_mask(users, self.n_users), _mask(items, self.n_items))
+        for _ in range(self.update_iterations if passes is None else passes):
+            order = self.rng_.permutation(rows.size)
+            for start in range(0, rows.size, _FORGET_BATCH):
+                chunk = order[start:start + _FORGET_BATCH]
+                self._train_sample(rows[chunk], cols[chunk], values[chunk], iterations=1,
+                                   movable=movable)
 
     # -- the wrapped model ---------------------------------------------------------------------
 
@@ -809,6 +945,9 @@ class ImplicitLMF(_WarmStarted):
         rows[:, -1] = 1.0
         return rows
 
+    _blank_users = _new_users
+    _blank_items = _new_items
+
     def _grow(self, n_users: int, n_items: int) -> None:
         super()._grow(n_users, n_items)
         if self._trained:
@@ -842,19 +981,22 @@ class ImplicitLMF(_WarmStarted):
     def _train_warm(self, matrix: sp.csr_matrix) -> None:
         self._epochs(matrix, self.update_iterations)
 
-    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray) -> None:
+    def _train_sample(self, users: np.ndarray, items: np.ndarray, values: np.ndarray, *,
+                      iterations: int | None = None,
+                      movable: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """``update_iterations`` epochs of LMF's Adagrad over the sample, each a mini-batch:
         the log-likelihood gradients of implicit's ``lmf_update`` for each positive (its
-        confidence) and ``neg_prop`` negatives drawn uniformly from the catalogue, L2 on the
-        rows a sample moves, Adagrad sums kept with the full fits'."""
+        confidence) and ``neg_prop`` negatives drawn uniformly from the catalogue (less
+        forgotten items), L2 on the rows a sample moves, Adagrad sums kept with the full
+        fits'. With ``movable`` (bool masks over users and items) only those rows change."""
         confidence = _apply_confidence_values(values, self.confidence, self.alpha)[:, None]
         model = self.model_
         users_f, items_f = model.user_factors, model.item_factors
         lr = float(self.learning_rate)
         reg = float(self._value("regularization", small=True))
         k = int(self._value("neg_prop", small=True))
-        for _ in range(self.update_iterations):
-            negatives = self.rng_.integers(items_f.shape[0], size=(users.size, k))
+        for _ in range(self.update_iterations if iterations is None else iterations):
+            negatives = self._negatives((users.size, k))
             u, liked, disliked = users_f[users], items_f[items], items_f[negatives]
             pos = _sigmoid(-np.einsum("ij,ij->i", u, liked))[:, None]  # 1 - sigma(score)
             neg = _sigmoid(np.einsum("ij,ikj->ik", u, disliked))[:, :, None]
@@ -862,6 +1004,10 @@ class ImplicitLMF(_WarmStarted):
             step_liked = confidence * pos * u - reg * liked
             step_disliked = (-neg * u[:, None, :] - reg * disliked).reshape(-1, u.shape[1])
             step_u[:, -2] = step_liked[:, -1] = step_disliked[:, -1] = 0.0  # constant columns
+            if movable is not None:
+                step_u *= movable[0][users, None]
+                step_liked *= movable[1][items, None]
+                step_disliked *= movable[1][negatives.ravel(), None]
             _adagrad(users_f, self.user_adagrad_, users, step_u, lr)
             _adagrad(items_f, self.item_adagrad_, items, step_liked, lr)
             _adagrad(items_f, self.item_adagrad_, negatives.ravel(), step_disliked, lr)
@@ -890,6 +1036,48 @@ class ImplicitLMF(_WarmStarted):
             lmf.lmf_update(sampler, self.item_adagrad_, items, users, item_users.indices,
                            item_users.indptr, item_users.data, lr, reg, neg_prop, threads)
             items[:, -1] = 1.0
+        model._user_norms = model._item_norms = None
+        model._check_fit_errors()
+
+    # -- forgetting ----------------------------------------------------------------------------
+
+    def _forget(self, removed: Removed) -> None:
+        if self._trained:  # Adagrad's sums restart with the rows
+            self.user_adagrad_[removed.users] = 0.0
+            self.item_adagrad_[removed.items] = 0.0
+        super()._forget(removed)
+
+    def _retrain_touched(self, users: np.ndarray, items: np.ndarray, *,
+                         passes: int | None = None) -> None:
+        """``passes`` (default ``update_iterations``) epochs of implicit's own LMF epoch
+        (``lmf_update``, as in a fit: each row's full gradient over its remaining events,
+        ``neg_prop`` negatives per event drawn from the whole remaining history, Adagrad
+        with the kept sums) restricted to the rows of ``users``, then of ``items``: only
+        those rows move."""
+        matrix = self._matrix().astype(np.float32)
+        if matrix.nnz == 0:
+            return
+        matrix.sort_indices()
+        item_users = matrix.T.tocsr()
+        item_users.sort_indices()
+        lmf = _implicit().cpu.lmf
+        threads = self.num_threads or os.cpu_count() or 1
+        sampler = lmf.RNGVector(threads, matrix.nnz - 1,
+                                self.rng_.integers(0, 2**31, size=threads))
+        model = self.model_
+        lr, reg = float(self.learning_rate), float(self._value("regularization"))
+        neg_prop = int(self._value("neg_prop"))
+        halves = [(self.user_adagrad_, model.user_factors, model.item_factors,
+                   _rows_after_pool(matrix, users), -2),
+                  (self.item_adagrad_, model.item_factors, model.user_factors,
+                   _rows_after_pool(item_users, items), -1)]
+        for _ in range(self.update_iterations if passes is None else passes):
+            for sums, rows, others, (indices, indptr, data), constant in halves:
+                if indptr[-1] == indptr[0]:
+                    continue
+                lmf.lmf_update(sampler, sums, rows, others, indices, indptr, data, lr, reg,
+                               neg_prop, threads)
+                rows[:, constant] = 1.0
         model._user_norms = model._item_norms = None
         model._check_fit_errors()
 
@@ -960,3 +1148,27 @@ def _adagrad(rows: np.ndarray, sums: np.ndarray, index: np.ndarray, step: np.nda
 
 def _zeros(n: int, d: int) -> np.ndarray:
     return np.zeros((n, d), dtype=np.float32)
+
+
+def _mask(indices: np.ndarray, n: int) -> np.ndarray:
+    """Bool mask of length ``n``, True at ``indices``."""
+    mask = np.zeros(n, dtype=bool)
+    mask[indices] = True
+    return mask
+
+
+def _rows_after_pool(csr: sp.csr_matrix, rows: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indices, indptr, data)`` for implicit's LMF kernel: every entry of ``csr`` first
+    (the pool its sampler draws negatives from, entries ``0..nnz-1``), then the entries of
+    ``rows`` (sorted) again, the only rows the indptr gives entries to (so the kernel, which
+    skips empty rows, updates only them)."""
+    indptr = csr.indptr.astype(np.int64)
+    lengths = np.zeros(csr.shape[0], dtype=np.int64)
+    lengths[rows] = indptr[rows + 1] - indptr[rows]
+    span = concat_ranges(indptr[rows], lengths[rows])
+    dtype = csr.indices.dtype
+    indices = np.concatenate([csr.indices, csr.indices[span]]).astype(dtype, copy=False)
+    data = np.concatenate([csr.data, csr.data[span]]).astype(np.float32, copy=False)
+    new_indptr = (csr.nnz + np.concatenate([[0], np.cumsum(lengths)])).astype(dtype)
+    return indices, new_indptr, data

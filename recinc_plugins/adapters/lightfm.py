@@ -6,6 +6,12 @@ per feature column, fixed at the first call (LightFM issues #322, #347). This ad
 rows to all twelve, initialised exactly as LightFM's ``_initialize`` does, whenever the id maps
 or the side-feature vocabulary grow, then runs ``fit_partial`` on a full-shape matrix holding
 the new events and, optionally, a replayed sample of earlier ones.
+
+``forget(users, items)`` drops the ids' events from the history and their side-feature values,
+resets their rows in all twelve arrays (embeddings and biases to zero, accumulators to their
+initial values), then re-trains the rows that lost events on their remaining events for
+``epochs`` passes, the other rows kept as they were: approximate (the gap to a model refitted
+without the events is measured in docs/lightfm.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..forget import Removed
 from ..ids import _as_id_array
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
 from ..sparse import GrowingCSR
@@ -51,6 +58,15 @@ class LightFMRecommender(IncrementalRecommender):
     Ids given features before any interaction become known: they are scored through their
     features (cold start), never through the cold-start fallback. ``fit`` starts over and
     forgets features too: set them after ``fit``, or on a fresh model before ``partial_fit``.
+
+    ``forget`` resets a forgotten id's identity row in all twelve arrays and drops its
+    side-feature values (they describe it); a named feature's row is shared by every id that
+    has the feature and stays (re-trained where a touched id has it), unless no remaining id
+    has that feature, when it is reset too. The users and items that lost events are then
+    re-trained on their remaining events for ``epochs`` passes of ``fit_partial``; rows of
+    other ids keep their values (LightFM moves whatever a sample reaches: they are put back).
+    A forgotten item's row is kept blank afterwards (LightFM samples WARP negatives from
+    every column, forgotten ones included).
 
     Parameters
     ----------
@@ -184,6 +200,7 @@ class LightFMRecommender(IncrementalRecommender):
         self.history_ = History()
         self.user_features_ = _Features()
         self.item_features_ = _Features()
+        self.dead_item_rows_ = np.empty(0, dtype=np.int64)  # forgotten items' identity rows
 
     def _set_state(self, state: dict[str, Any]) -> None:
         state = dict(state)
@@ -314,6 +331,7 @@ class LightFMRecommender(IncrementalRecommender):
             interactions, user_features=user_features, item_features=item_features,
             sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
         )
+        self._blank_dead_items()
 
     def _step_matrices(self, batch: Batch, *, replay: bool) -> tuple[sp.coo_matrix,
                                                                       sp.coo_matrix | None]:
@@ -335,6 +353,84 @@ class LightFMRecommender(IncrementalRecommender):
         if self.use_weights:
             weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
         return interactions, weights
+
+    # -- forgetting ----------------------------------------------------------------------------
+
+    forgets_exactly = False
+
+    def _forget(self, removed: Removed) -> None:
+        rows, cols, _ = self.history_.drop(removed.users, removed.items)
+        user_rows = self.user_features_.forget(removed.users)
+        item_rows = self.item_features_.forget(removed.items)
+        dead = np.flatnonzero(self.item_index_.dead)
+        self.dead_item_rows_ = self.item_features_.identity[dead]
+        if not self._trained:
+            return
+        self._reset_rows("user", user_rows)
+        self._reset_rows("item", item_rows)
+        self._retrain_touched(np.setdiff1d(rows, removed.users),
+                              np.setdiff1d(cols, removed.items))
+
+    def _reset_rows(self, side: str, rows: np.ndarray) -> None:
+        """``rows`` of one side's six arrays as LightFM's ``_initialize`` leaves them, less
+        the random embedding draw: embeddings, biases and momenta zero, the gradient
+        accumulators at their start (1 with Adagrad, 0 with Adadelta)."""
+        if rows.size == 0:
+            return
+        start = 1.0 if self.learning_schedule == "adagrad" else 0.0
+        for suffix, _ in _STATE:
+            getattr(self.model_, f"{side}_{suffix}")[rows] = (
+                start if suffix.endswith("gradients") else 0.0)
+
+    def _blank_dead_items(self) -> None:
+        """Forgotten items' rows back to blank after training (WARP and BPR draw negatives
+        from every item column, so training moves them)."""
+        rows = getattr(self, "dead_item_rows_", None)
+        if rows is not None and rows.size:
+            self._reset_rows("item", rows)
+
+    def _retrain_touched(self, users: np.ndarray, items: np.ndarray, *,
+                         passes: int | None = None) -> None:
+        """``passes`` (default ``epochs``) of ``fit_partial`` over the remaining events of
+        ``users`` and ``items`` (those that lost events); afterwards only their feature rows
+        keep what the training changed, every other row gets its values back."""
+        if users.size == 0 and items.size == 0:
+            return
+        csr = self.history_.tocsr()
+        entry_rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        user_mask = np.zeros(csr.shape[0], dtype=bool)
+        user_mask[users] = True
+        item_mask = np.zeros(csr.shape[1], dtype=bool)
+        item_mask[items] = True
+        keep = user_mask[entry_rows] | item_mask[csr.indices]
+        if not keep.any():
+            return
+        rows, cols, values = entry_rows[keep], csr.indices[keep], csr.data[keep]
+        shape = (self.n_users, self.n_items)
+        interactions = sp.coo_matrix(
+            (np.ones(rows.size, dtype=np.float32),
+             (rows.astype(np.int32), cols.astype(np.int32))), shape=shape)
+        weights = None
+        if self.use_weights:
+            weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
+        user_features, item_features = self._feature_matrices()
+        model = self.model_
+        kept = {}
+        for side, matrix, touched in (("user", user_features, users),
+                                      ("item", item_features, items)):
+            still = np.ones(matrix.shape[1], dtype=bool)
+            still[matrix[touched].indices] = False  # the touched ids' feature rows move
+            kept[side] = (still, {suffix: getattr(model, f"{side}_{suffix}")[still]
+                                  for suffix, _ in _STATE})
+        model.fit_partial(
+            interactions, user_features=user_features, item_features=item_features,
+            sample_weight=weights, epochs=self.epochs if passes is None else passes,
+            num_threads=self.num_threads,
+        )
+        for side, (still, saved) in kept.items():
+            for suffix, values in saved.items():
+                getattr(model, f"{side}_{suffix}")[still] = values
+        self._blank_dead_items()
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -412,6 +508,25 @@ class _Features:
             self.n_columns += new
             self.side.resize(n_ids, len(self.side_names))
             self._matrix = None
+
+    def forget(self, rows: np.ndarray) -> np.ndarray:
+        """Drop the named-feature values of ``rows`` (they describe those ids); return the
+        feature columns to reset: the rows' identity columns, and the named features no
+        remaining id has a non-zero value for (learned from the forgotten ids only)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = self.identity[rows[rows < self.identity.size]]
+        if self.side_names and rows.size:
+            _, dropped, values = self.side.drop(rows, None)
+            dropped = np.unique(dropped[values != 0])
+            if dropped.size:
+                side = self.side.tocsr()
+                held = np.bincount(side.indices[side.data != 0], minlength=len(self.side_names))
+                orphans = dropped[held[dropped] == 0]
+                named = np.array([self.names[self.side_names[j]] for j in orphans.tolist()],
+                                 dtype=np.int64)
+                columns = np.concatenate([columns, named])
+        self._matrix = None
+        return np.unique(columns)
 
     def set(self, rows: np.ndarray, names: list[Any], values: np.ndarray) -> None:
         """Set (replace) the named features of ``rows``; unknown names get new columns."""
