@@ -20,6 +20,7 @@ pytest.importorskip("lightfm")
 from recinc_plugins.adapters._history import History
 from recinc_plugins.adapters.implicit import ImplicitALS, ImplicitBPR, ImplicitLMF
 from recinc_plugins.adapters.lightfm import _STATE, LightFMRecommender
+from recinc_plugins.audit import audit_model
 from recinc_plugins.data import synthetic_stream
 
 GONE_USER = "gone-user-5d1c"
@@ -358,7 +359,8 @@ def test_saved_file_holds_no_trace_of_the_forgotten_ids(tmp_path, name):
     model = _learn(name)
     before = tmp_path / "before.recinc"
     model.save(before)
-    assert GONE_USER.encode() in before.read_bytes()  # the search can find them
+    assert GONE_USER.encode() in before.read_bytes()  # the searches can find them
+    assert not audit_model(before, users=[GONE_USER], items=[GONE_ITEM]).clean
 
     model.forget(users=[GONE_USER], items=[GONE_ITEM])
     path = tmp_path / "model.recinc"
@@ -367,6 +369,8 @@ def test_saved_file_holds_no_trace_of_the_forgotten_ids(tmp_path, name):
     for text in (GONE_USER, GONE_ITEM):
         assert text.encode() not in data and text.encode("utf-16-le") not in data
         assert text.encode("utf-32-le") not in data
+    audit = audit_model(path, users=[GONE_USER], items=[GONE_ITEM])
+    assert audit.clean, audit.traces
 
     loaded = type(model).load(path)
     assert GONE_USER not in loaded.user_index_ and GONE_ITEM not in loaded.item_index_
