@@ -59,6 +59,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-format", default=None, metavar="FORMAT",
                         help="the format of text timestamps, e.g. %%d/%%m/%%Y (default: "
                              "inferred from the first values; every value must match it)")
+    parser.add_argument("--deletions", default=None, metavar="PATH",
+                        help="a CSV or Parquet file of deletion requests (columns timestamp or "
+                             "position, and user or item, one id per row): every model forgets "
+                             "the ids at their time, and the report shows each request's cost "
+                             "and recall before and after it (docs/forget.md); the data may "
+                             "instead carry rows whose 'event' column is 'delete'")
     parser.add_argument("--window", type=int, default=None,
                         help="sliding-window size of the curves, in events")
     parser.add_argument("--jobs", type=int, default=None,
@@ -205,6 +211,19 @@ def _installed_models(only: tuple[str, ...] | None) -> tuple[list[str], list[str
     return chosen, skipped
 
 
+def _read_deletions(path: str | None) -> Any:
+    """``--deletions``: a CSV (or Parquet) file of deletion requests, or None."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--deletions {path}: no such file")
+    if path.endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from .report import folder_lock
 
@@ -252,7 +271,7 @@ def _run(args: argparse.Namespace, ks: tuple[int, ...], cold_start: str | None,
     from ..data import load_dataset
     from ..registry import make
     from .comparison import CompareInterrupted, compare
-    from .report import format_summary, protocol_text
+    from .report import deletions_text, format_summary, protocol_text
     from .stream import Stream
 
     default_run = args.models is None
@@ -289,7 +308,7 @@ def _run(args: argparse.Namespace, ks: tuple[int, ...], cold_start: str | None,
             clip = (float(low), float(high))
         except ValueError:
             raise ValueError(f"--clip {args.clip!r}: expected LOW,HIGH such as 1,5") from None
-    stream = Stream(frame, step=step, warmup=warmup)
+    stream = Stream(frame, step=step, warmup=warmup, deletions=_read_deletions(args.deletions))
     jobs = args.jobs if args.jobs is not None else (min(2, os.cpu_count() or 1)
                                                     if default_run else 1)
     budget = args.budget if args.budget is not None else (DEFAULT_BUDGET_S if default_run
@@ -314,6 +333,10 @@ def _run(args: argparse.Namespace, ks: tuple[int, ...], cold_start: str | None,
         print(protocol_text(result))
         print()
     print(format_summary(result))
+    if stream.deletions is not None and result.records:
+        print(f"\ndeletion requests ({len(stream.deletions):,}): the cost of forget and "
+              f"recall@{result.k} before and after them")
+        print(deletions_text(result, result.deletions(window=args.window)))
     for name, tb in result.failures.items():
         verb = "diverged" if name in result.diverged else "failed"
         print(f"\n{name} {verb}: {tb.strip().splitlines()[-1]}", file=sys.stderr)

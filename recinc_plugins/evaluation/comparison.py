@@ -243,7 +243,70 @@ class CompareResult:
             "peak_mem_mb": rec.peak_mem_mb,
             "model_mb": rec.model_mb,
         })
+        if stream.deletions is not None:
+            done = getattr(rec, "deletions", None) or {}
+            seconds = float(np.sum(done.get("forget_s", [])))
+            ids = int(np.sum(done.get("users", [])) + np.sum(done.get("items", [])))
+            row.update({"deletions": len(done.get("position", [])), "forget_s": seconds,
+                        "forget_ms_per_id": seconds / ids * 1e3 if ids else float("nan")})
         return row
+
+    # -- deletion requests -------------------------------------------------------------------
+
+    def deletions(self, window: int | None = None, k: int | None = None) -> pd.DataFrame:
+        """One row per model and position where deletion requests were served: when
+        (``position``: stream events before it; ``timestamp``), what was asked (``users``,
+        ``items``: ids requested), what the model forgot (``forgot_users``,
+        ``forgot_items``: ids it knew; ``events``: their events), ``exact`` (its report),
+        ``forget_ms`` (its ``forget`` call), and ``recall@K`` over the ``window`` ranked
+        events before the request and after it (``recall@K_before``/``_after``; default
+        window: the curves', a twentieth of the scored events, at least 100)."""
+        stream = self.stream
+        columns = ["model", "position", "timestamp", "users", "items", "forgot_users",
+                   "forgot_items", "events", "exact", "forget_ms"]
+        if stream.deletions is None:
+            return pd.DataFrame(columns=columns)
+        k = self._check_k(k)
+        n = stream.n_scored
+        if window is None:
+            window = max(100, n // 20)
+        elif isinstance(window, (bool, np.bool_)) or not isinstance(
+                window, (int, np.integer)) or window < 1:
+            raise ValueError(f"window must be a positive number of events, got {window!r}")
+        asked = stream.deletions.groupby("served_at", sort=True).agg(
+            users=("user", lambda v: int(pd.unique(v.dropna()).size)),
+            items=("item", lambda v: int(pd.unique(v.dropna()).size)))
+        times = None
+        if "timestamp" in stream.deletions.columns:  # the first request's time, where several
+            times = stream.deletions.groupby("served_at", sort=True)["timestamp"].first()
+        ranked = np.ones(n, dtype=bool) if self.mask is None else self.mask
+        rows = []
+        for name, rec in self.records.items():
+            done = getattr(rec, "deletions", None)
+            if not done:
+                continue
+            hit = rec.rank < k
+            for n_done, at in enumerate(done["position"]):
+                at = int(at)
+                lo = at - stream.n_warmup  # the request's place among the scored events
+                before = np.flatnonzero(ranked[:lo])[-window:]
+                after = lo + np.flatnonzero(ranked[lo:])[:window]
+                row = {"model": name, "position": at,
+                       "timestamp": times.get(at, pd.NaT) if times is not None else pd.NaT,
+                       "users": int(asked.loc[at, "users"]), "items": int(asked.loc[at, "items"]),
+                       "forgot_users": int(done["users"][n_done]),
+                       "forgot_items": int(done["items"][n_done]),
+                       "events": int(done["events"][n_done]),
+                       "exact": bool(done["exact"][n_done]),
+                       "forget_ms": float(done["forget_s"][n_done]) * 1e3,
+                       f"recall@{k}_before": _mean(hit[before]) if self.config.ranking
+                       else float("nan"),
+                       f"recall@{k}_after": _mean(hit[after]) if self.config.ranking
+                       else float("nan"),
+                       "events_before": int(before.size), "events_after": int(after.size)}
+                rows.append(row)
+        frame = pd.DataFrame(rows)
+        return frame if len(frame) else pd.DataFrame(columns=columns)
 
     # -- over time ---------------------------------------------------------------------------
 
@@ -729,6 +792,7 @@ def compare(
     context: str = "learned",
     rating_scale: tuple[float, float] | str | None = "auto",
     on_out_of_scale: str = "error",
+    deletions: pd.DataFrame | None = None,
 ) -> CompareResult:
     """Replay ``stream`` through every model, test-then-learn, and summarise.
 
@@ -804,6 +868,14 @@ def compare(
         Where factor models (those with ``item_vectors``, as implicit's) are scored: "auto"
         (a CUDA GPU through torch where there is one, else numpy's BLAS), "numpy", or a torch
         device ("cuda", "cpu").
+    deletions
+        Deletion requests served during the replay: a frame of ``timestamp`` (or
+        ``position``) and ``user`` or ``item`` (see :class:`Stream`; a stream may carry them
+        itself). At each request every model forgets the ids (``forget(...,
+        missing="ignore")``), after the events before it and before the ones after it (the
+        step it falls in is cut there); a forgotten id that comes back is new to the models.
+        ``result.deletions()`` gives each request's cost per model and the recall before and
+        after it; the summary adds ``deletions``, ``forget_s`` and ``forget_ms_per_id``.
     out
         A folder where each model's summary row is written (``summary.csv``) as soon as the
         model ends, ok or failed, and every model's state (``status.json``: ``waiting``,
@@ -840,7 +912,13 @@ def compare(
     1  random    1800      0.098
     """
     if isinstance(stream, pd.DataFrame):
-        stream = Stream(stream)
+        stream = Stream(stream, deletions=deletions)
+    elif isinstance(stream, Stream) and deletions is not None:
+        if stream.deletions is not None:
+            raise ValueError("the stream carries deletion requests already and deletions= "
+                             "gives more: give them one way")
+        stream = Stream(stream.frame, step=stream.step, warmup=stream.n_warmup,
+                        deletions=deletions)
     if not isinstance(stream, Stream):
         raise TypeError(f"stream must be a Stream or an interactions DataFrame, got "
                         f"{type(stream).__name__}")
@@ -1011,10 +1089,17 @@ def _checked_ratings(stream: Stream, rating_scale: Any, on_out_of_scale: str
             f"{high:g}] ({source}) at stream positions (timestamp order) {shown}{more}; "
             "clip them or drop them with on_out_of_scale='clip' or 'drop' "
             "(--on-out-of-scale)", column="rating", rows=rows)
+    requests = None
+    if stream.deletions is not None:
+        requests = stream.deletions[["position", "user", "item"]].copy()
     if on_out_of_scale == "clip":
         frame = stream.frame.assign(rating=np.clip(ratings, low, high))
         warmup = stream.n_warmup
     else:
         frame = stream.frame[~outside].reset_index(drop=True)
         warmup = stream.n_warmup - int(outside[:stream.n_warmup].sum())
-    return Stream(frame, step=stream.step, warmup=warmup), (low, high), done
+        if requests is not None:  # the same requests, among the events that are left
+            before = np.concatenate([[0], np.cumsum(outside)])
+            requests["position"] -= before[requests["position"].to_numpy()]
+    return (Stream(frame, step=stream.step, warmup=warmup, deletions=requests), (low, high),
+            done)

@@ -60,6 +60,8 @@ SMALL_STEP = 10_000
 _CHECKPOINT_VERSION = 4
 #: the most bytes of scores held at once when a step ranks many users (a block of users)
 _BLOCK_BYTES = 32 * 2**20
+#: what ``ReplayRecord.deletions`` keeps per position where requests were served
+_DELETION_FIELDS = ("position", "forget_s", "users", "items", "events", "exact")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ class ReplayRecord:
     resumed_from: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     scored: np.ndarray | None = None
+    #: the deletion requests served (a stream with requests; else None), one entry per
+    #: position the replay served some at: ``position`` (events before), ``forget_s`` (the
+    #: model's ``forget`` call), ``users``, ``items`` and ``events`` (what it forgot: ids it
+    #: knew, and their events), ``exact`` (its report's word)
+    deletions: dict[str, list] | None = None
 
 
 def _rss_mb() -> float:
@@ -309,6 +316,13 @@ class _Replay:
         self.device = resolve_device(config.device)
         # per kind of row (unknown user, known user): the last one-row list's kmax-th score
         self.theta = {False: -np.inf, True: -np.inf}
+        # deletion requests: where they are served, and the stream's item codes forgotten so
+        # far (never candidates again; an item that comes back has a new code)
+        self.groups = stream.deletion_groups
+        self.gone_i: np.ndarray | None = None
+        if self.groups:
+            self.gone_i = np.zeros(stream.n_items, dtype=bool)
+            self.record.deletions = {key: [] for key in _DELETION_FIELDS}
         self.mem_base = _fresh_memory_baseline()
         self.mem_peak = self.mem_base
 
@@ -353,6 +367,50 @@ class _Replay:
         self.rate_check = not self.rates and not model.is_fitted
         self.identity_u = _is_range(users, 0)
         self.identity_i = _is_range(items, 0)
+        if self.groups:
+            self._serve(stream.n_warmup)  # requests before the first scored step
+
+    # -- deletion requests -------------------------------------------------------------------
+
+    def _serve(self, at: int) -> None:
+        """Serve the deletion requests placed at stream position ``at`` (between two steps):
+        the model forgets the ids (``forget(..., missing="ignore")``: an id it never learned is
+        skipped), their stream codes lose their model index, forgotten items are no candidates
+        from now on, and the other codes are looked up again (a model that forgets by
+        retraining renumbers its ids)."""
+        group = self.groups.get(at)
+        if group is None:
+            return
+        model, stream = self.model, self.stream
+        users, items = group["users"], group["items"]
+        t0 = time.perf_counter()
+        report = model.forget(users=users if users.size else None,
+                              items=items if items.size else None, missing="ignore")
+        seconds = time.perf_counter() - t0
+        done = self.record.deletions
+        for key, value in (("position", at), ("forget_s", seconds), ("users", report.users),
+                           ("items", report.items), ("events", report.events),
+                           ("exact", bool(report.exact))):
+            done[key].append(value)
+        self.table_u[group["user_codes"]] = -1
+        self.table_i[group["item_codes"]] = -1
+        self.gone_i[group["item_codes"]] = True
+        if not (report.users or report.items):
+            return
+        live_u = np.flatnonzero(self.table_u[:self.mapped_u] >= 0)
+        live_i = np.flatnonzero(self.table_i[:self.mapped_i] >= 0)
+        new_u, new_i = model.add_ids(users=stream.user_ids[live_u],
+                                     items=stream.item_ids[live_i])
+        self.table_u[live_u], self.table_i[live_i] = new_u, new_i
+        # a forgotten code is never met again: the others decide whether codes are indices
+        self.identity_u = bool(np.array_equal(new_u, live_u))
+        self.identity_i = bool(np.array_equal(new_i, live_i))
+
+    def _gone_until(self, position: int) -> None:
+        """The items forgotten by the requests served up to ``position`` (a resumed replay)."""
+        for at, group in self.groups.items():
+            if at <= position:
+                self.gone_i[group["item_codes"]] = True
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -362,14 +420,32 @@ class _Replay:
             return False
         return rating == "always" or self.model.predicts_ratings()
 
-    def _to_stream_order(self, row: np.ndarray, n_items: int) -> np.ndarray:
+    def _to_stream_order(self, row: np.ndarray, n_items: int, scores: bool = True
+                         ) -> np.ndarray:
         """A score row (or rows) in model item indices -> a fresh array over stream item codes
-        ``0..n_items-1``, float32 kept, anything else float64."""
+        ``0..n_items-1``, float32 kept, anything else float64; forgotten items' scores -inf
+        (``scores=False``: rows of vectors, left as they are)."""
         row = np.asarray(row)
         dtype = np.float32 if row.dtype == np.float32 else np.float64
         if self.identity_i:
-            return np.array(row[..., :n_items], dtype=dtype)
-        return np.asarray(row[..., self.table_i[:n_items]], dtype=dtype)
+            out = np.array(row[..., :n_items], dtype=dtype)
+        else:
+            out = np.asarray(row[..., self.table_i[:n_items]], dtype=dtype)
+        if scores and self.gone_i is not None:
+            self._strike_gone(out, n_items)
+        return out
+
+    def _strike_gone(self, scores: Any, n_items: int) -> None:
+        """Forgotten items (their stream codes) are no candidates: -inf in ``scores``."""
+        gone = self.gone_i[:n_items]
+        if gone.any():
+            if isinstance(scores, np.ndarray):
+                scores[..., gone] = -np.inf
+            else:  # a torch tensor
+                import torch
+
+                scores[:, torch.from_numpy(np.flatnonzero(gone)).to(scores.device)] = \
+                    -torch.inf
 
     def _score_step(self, j: int) -> None:
         """Rate and rank the (sampled) events of step ``j`` against the model as it is now."""
@@ -675,7 +751,7 @@ class _Replay:
         t0 = clock()
         vectors = model.item_vectors()
         if vectors is not None:
-            vectors = self._to_stream_order(np.asarray(vectors).T, n_items)
+            vectors = self._to_stream_order(np.asarray(vectors).T, n_items, scores=False)
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         record.score_s[j] += clock() - t0
         if vectors is not None and not np.isfinite(vectors).all():
@@ -693,6 +769,8 @@ class _Replay:
                 users = np.asarray(_user_vectors(model, rows, ctx), dtype=np.float32)
                 scores = users @ vectors
                 record.score_s[j] += clock() - t0
+                if self.gone_i is not None:
+                    self._strike_gone(scores, n_items)
                 if not np.isfinite(users).all():
                     self._diverged(j, "its user vectors are not finite")
                 record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
@@ -741,6 +819,8 @@ class _Replay:
                 self._diverged(j, "its user vectors are not finite")
             users_t = torch.from_numpy(users).to(device)
             scores = users_t @ items_t
+            if self.gone_i is not None:
+                self._strike_gone(scores, n_items)
             record.extra["gemm_flops"] = record.extra.get("gemm_flops", 0) + \
                 2 * rows.size * vectors.size
             counts_b = counts[b0:b0 + block]
@@ -810,6 +890,8 @@ class _Replay:
         for j in range(record.steps_done, stream.n_steps):
             self._score_step(j)
             self._learn_step(j)
+            if self.groups:
+                self._serve(self.bounds[j + 1])
             if self.rate_check:
                 self.rates, self.rate_check = self._predict_ratings(), False
             record.steps_done = j + 1
@@ -906,6 +988,8 @@ class _Replay:
         self.record = ReplayRecord(**state["record"])
         self.sample = self.record.scored
         self.record.resumed_from = self.record.steps_done
+        if self.gone_i is not None:
+            self._gone_until(int(self.stream.bounds[self.record.steps_done]))
         self.record.wall_s = state["elapsed"]
         self.mem_base = _rss_mb() - state["mem_peak"]
         self.mem_peak = _rss_mb()

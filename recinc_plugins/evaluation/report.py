@@ -22,8 +22,8 @@ from .._optional import extra_installed
 #: (not imported: the comparison module imports this one, never the other way round)
 CompareResult = Any
 
-__all__ = ["LOCK_NAME", "OutputFolderBusy", "folder_lock", "format_summary", "protocol_text",
-           "write_atomic", "write_report"]
+__all__ = ["LOCK_NAME", "OutputFolderBusy", "deletions_text", "folder_lock", "format_summary",
+           "protocol_text", "write_atomic", "write_report"]
 
 #: the lock file of an output folder: the id of the process writing it
 LOCK_NAME = ".recinc.lock"
@@ -177,6 +177,17 @@ def protocol_text(result: CompareResult) -> str:
             done.get("policy"), "refused")
         parts.append(f"ratings checked against the scale [{scale[0]:g}, {scale[1]:g}]"
                      + (f", {outside:,} outside it {what}" if outside else ""))
+    requests = getattr(stream, "deletions", None)
+    if requests is not None:
+        n_users = int(requests["user"].notna().sum())
+        n_items = int(requests["item"].notna().sum())
+        served = requests["served_at"].nunique()
+        parts.append(
+            f"{len(requests):,} deletion request(s) ({n_users:,} user(s), {n_items:,} "
+            f"item(s)) served at {served:,} point(s) of the stream: every model forgets the "
+            "ids there (the step a request falls in is cut at it; requests inside the warm-up "
+            "are served when it ends), forgotten items are no candidates from then on, and "
+            "a forgotten id that comes back is a new user or item")
     diverged = getattr(result, "diverged", {})
     if diverged:
         parts.append("stopped when their scores or predicted ratings turned non-finite "
@@ -257,6 +268,11 @@ def _write_report(result: CompareResult, folder: Path, plots: bool,
     if drift is not None:
         write_atomic(folder / "drift.csv", _csv(drift))
         written["drift.csv"] = folder / "drift.csv"
+    deletions = None
+    if getattr(result.stream, "deletions", None) is not None:
+        deletions = result.deletions(window=window)
+        write_atomic(folder / "deletions.csv", _csv(deletions))
+        written["deletions.csv"] = folder / "deletions.csv"
     payload = {
         "protocol": protocol_text(result),
         "config": _jsonable({k: v for k, v in result.config.__dict__.items()
@@ -274,19 +290,48 @@ def _write_report(result: CompareResult, folder: Path, plots: bool,
         "out_of_scale": _jsonable(getattr(result, "out_of_scale", {})),
         "not_finished": list(result.unfinished),
     }
+    if deletions is not None:
+        served = deletions.copy()
+        served["timestamp"] = [None if pd.isna(t) else str(t) for t in served["timestamp"]]
+        payload["deletions"] = _records(served)
     write_atomic(folder / "summary.json", json.dumps(payload, indent=2))
     written["summary.json"] = folder / "summary.json"
     images: list[str] = []
     if plots and extra_installed("plot") and result.records:
         images = _plots(result, curves, folder)
         written.update({name: folder / name for name in images})
-    write_atomic(folder / "report.md", _markdown(result, paired, drift, images, plots))
+    write_atomic(folder / "report.md", _markdown(result, paired, drift, images, plots,
+                                                 deletions))
     written["report.md"] = folder / "report.md"
     return written
 
 
+def deletions_text(result: CompareResult, deletions: pd.DataFrame,
+                   tablefmt: str = "simple") -> str:
+    """Per model, the deletion requests served and what they cost: how many, the ids and
+    events forgotten, the time of ``forget`` (total, per request, per id), and recall@K over
+    the windows before and after the requests (their means)."""
+    k = result.k
+    rows = []
+    for model, part in deletions.groupby("model", sort=False):
+        ids = int(part["forgot_users"].sum() + part["forgot_items"].sum())
+        seconds = float(part["forget_ms"].sum()) / 1e3
+        row = {"model": model, "requests at": len(part),
+               "ids forgotten": ids, "events forgotten": int(part["events"].sum()),
+               "exact": "yes" if part["exact"].all() else "no",
+               "forget_s": seconds, "ms per request": float(part["forget_ms"].mean()),
+               "ms per id": seconds * 1e3 / ids if ids else float("nan"),
+               "max ms": float(part["forget_ms"].max())}
+        if f"recall@{k}_before" in part.columns:
+            row[f"recall@{k} before"] = float(part[f"recall@{k}_before"].mean())
+            row[f"recall@{k} after"] = float(part[f"recall@{k}_after"].mean())
+        rows.append(row)
+    return tabulate(pd.DataFrame(rows), headers="keys", tablefmt=tablefmt, showindex=False,
+                    floatfmt=".4g", missingval="-")
+
+
 def _markdown(result: CompareResult, paired: pd.DataFrame, drift: pd.DataFrame | None,
-              images: list[str], plots: bool) -> str:
+              images: list[str], plots: bool, deletions: pd.DataFrame | None = None) -> str:
     k = result.k
     lines = ["# Model comparison", "", protocol_text(result), ""]
     if result.unfinished:
@@ -315,6 +360,14 @@ def _markdown(result: CompareResult, paired: pd.DataFrame, drift: pd.DataFrame |
               "`peak_mem_mb`: growth of the process's resident memory during the replay. "
               "`model_mb`: the pickled model.", "",
               format_summary(result, cost_cols, "github"), ""]
+    if deletions is not None and len(deletions):
+        before = deletions["events_before"].max()
+        lines += ["## Deletion requests", "",
+                  "At each request every model forgets the ids (`forget`); `ms per id`: its "
+                  "time per id it knew; the recalls are means over the requests of recall@"
+                  f"{k} over the {before:,} ranked events before and after each. "
+                  "Per request: `deletions.csv` (counts, not the ids).", "",
+                  deletions_text(result, deletions, "github"), ""]
     if len(paired):
         lines += [f"## Paired tests (hit@{k}, same events)", "",
                   "McNemar's exact test on the events where exactly one model hits; "

@@ -41,6 +41,17 @@ class Stream:
         What is learned with ``fit`` before the replay and never scored: an ``int`` number of
         events, a ``float`` fraction of the events in ``[0, 1)``, or a time (``str`` or
         ``pandas.Timestamp``): every event before it.
+    deletions
+        Deletion requests the replay serves at their time (``docs/protocol.md``): a frame with
+        a ``user`` and/or an ``item`` column (one id per row, the other empty) and a
+        ``timestamp`` (the request follows the events up to that time, ties included) or a
+        ``position`` (the number of the stream's events, in replay order, before it). The
+        interactions may instead carry them as rows whose ``event`` column is ``"delete"``:
+        the row's user (its item empty) or item (its user empty) is forgotten there, after
+        the events before the row in replay order. At a request, the step it falls in is cut
+        (requests inside the warm-up are served when it ends); every model forgets the ids,
+        and a forgotten id that comes back later in the stream is a new user or item, with a
+        code of its own.
 
     Attributes
     ----------
@@ -56,6 +67,11 @@ class Stream:
     bounds : numpy.ndarray
         Start of each scored step, then the end of the stream: step ``j`` is
         ``bounds[j]:bounds[j + 1]``.
+    deletions : pandas.DataFrame or None
+        The deletion requests, one row each in replay order: ``position`` (events before it),
+        ``served_at`` (where the replay serves it: its position, or the warm-up's end),
+        ``timestamp`` where the stream has times, ``user`` and ``item`` (None where not
+        given); None when there are none.
 
     Examples
     --------
@@ -72,10 +88,14 @@ class Stream:
     """
 
     def __init__(self, interactions: Any, step: int | str | pd.Timedelta = 1000,
-                 warmup: int | float | str | pd.Timestamp = 0) -> None:
+                 warmup: int | float | str | pd.Timestamp = 0, deletions: Any = None) -> None:
+        interactions, requests = _split_delete_rows(interactions)
         frame = validate_interactions(interactions)
         if len(frame) == 0:
             raise ValueError("the interactions are empty: a stream needs at least one event")
+        if requests is not None and deletions is not None:
+            raise ValueError("the interactions carry deletion requests (rows whose 'event' is "
+                             "'delete') and deletions= gives more: give them one way")
         if "timestamp" in frame.columns:
             order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
             if (order != np.arange(order.size)).any():
@@ -86,10 +106,6 @@ class Stream:
         n = len(frame)
         user_codes, user_ids = pd.factorize(frame["user"].to_numpy(), sort=False)
         item_codes, item_ids = pd.factorize(frame["item"].to_numpy(), sort=False)
-        self.users = user_codes.astype(_code_dtype(len(user_ids)))
-        self.items = item_codes.astype(_code_dtype(len(item_ids)))
-        self.user_ids = np.asarray(user_ids)
-        self.item_ids = np.asarray(item_ids)
         self.ratings = frame["rating"].to_numpy(np.float64) if "rating" in frame else None
         self.weights = frame["weight"].to_numpy(np.float64) if "weight" in frame else None
         self.timestamps = (frame["timestamp"].to_numpy("datetime64[ns]").view(np.int64)
@@ -98,7 +114,28 @@ class Stream:
         if self.n_warmup >= n:
             raise ValueError(f"warmup={warmup!r} covers all {n} events: nothing is left to "
                              "score (use a smaller warm-up)")
+        self.deletions = (requests if requests is not None
+                          else self._resolve_deletions(deletions, n))
+        if self.deletions is not None:
+            served = np.maximum(self.deletions["position"].to_numpy(np.int64), self.n_warmup)
+            self.deletions["served_at"] = served
+            # a forgotten id that comes back is a new user or item: a code of its own
+            user_codes, user_ids, user_ended = _incarnations(
+                user_codes, np.asarray(user_ids), self.deletions["user"].to_numpy(), served)
+            item_codes, item_ids, item_ended = _incarnations(
+                item_codes, np.asarray(item_ids), self.deletions["item"].to_numpy(), served)
+            self.deletions["user_code"] = user_ended
+            self.deletions["item_code"] = item_ended
+        self.users = user_codes.astype(_code_dtype(len(user_ids)))
+        self.items = item_codes.astype(_code_dtype(len(item_ids)))
+        self.user_ids = np.asarray(user_ids)
+        self.item_ids = np.asarray(item_ids)
         self.bounds = self._resolve_bounds(step, n)
+        if self.deletions is not None:
+            # the step a request falls in is cut at it: served between two steps
+            cuts = self.deletions["served_at"].to_numpy(np.int64)
+            cuts = cuts[(cuts > self.n_warmup) & (cuts < n)]
+            self.bounds = np.union1d(self.bounds, cuts).astype(np.int64)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -158,6 +195,62 @@ class Stream:
         change = np.flatnonzero(window[1:] != window[:-1]) + 1
         return np.concatenate([[start], start + change, [n]]).astype(np.int64)
 
+    def _resolve_deletions(self, deletions: Any, n: int) -> pd.DataFrame | None:
+        """The ``deletions=`` frame as requests in replay order (see the class docstring)."""
+        if deletions is None:
+            return None
+        if isinstance(deletions, dict):
+            deletions = pd.DataFrame(deletions)
+        if not isinstance(deletions, pd.DataFrame):
+            raise TypeError(f"deletions must be a DataFrame of (timestamp or position, user "
+                            f"or item) requests, got {type(deletions).__name__}")
+        unknown = [c for c in deletions.columns if c not in _REQUEST_COLUMNS]
+        if unknown:
+            raise ValueError(f"deletions has column(s) {unknown}, which mean nothing to it: it "
+                             f"takes {list(_REQUEST_COLUMNS)}")
+        if "position" in deletions.columns:
+            position = pd.to_numeric(deletions["position"], errors="coerce").to_numpy()
+            bad = ~np.isfinite(position) | (position % 1 != 0) | (position < 0) | (position > n)
+            if bad.any():
+                raise ValueError(f"deletions: 'position' must be a whole number of events from "
+                                 f"0 to {n}; rows {np.flatnonzero(bad)[:10].tolist()} are not")
+            position = position.astype(np.int64)
+        elif "timestamp" in deletions.columns:
+            if self.timestamps is None:
+                raise ValueError("deletions are placed by 'timestamp', but the interactions "
+                                 "have no 'timestamp' column: give each request a 'position' "
+                                 "(events before it) instead")
+            times = _request_times(deletions["timestamp"])
+            position = np.searchsorted(self.timestamps, times, side="right").astype(np.int64)
+        else:
+            raise ValueError("deletions needs a 'timestamp' (or a 'position') column saying "
+                             "when each request comes")
+        frame = _request_frame(deletions, position, "deletions")
+        if "timestamp" in deletions.columns:
+            frame["timestamp"] = pd.to_datetime(_request_times(deletions["timestamp"]))
+        order = np.argsort(position, kind="stable")
+        return frame.iloc[order].reset_index(drop=True)
+
+    @cached_property
+    def deletion_groups(self) -> dict[int, dict[str, np.ndarray]]:
+        """Where the replay serves deletion requests: position -> ``users``, ``items`` (the
+        ids to forget, unique) and ``user_codes``, ``item_codes`` (the codes that end there:
+        their ids were seen before it); empty without requests."""
+        if self.deletions is None:
+            return {}
+        groups = {}
+        for at, rows in self.deletions.groupby("served_at", sort=True):
+            users = rows["user"].dropna().to_numpy()
+            items = rows["item"].dropna().to_numpy()
+            groups[int(at)] = {
+                "users": pd.unique(users), "items": pd.unique(items),
+                "user_codes": np.unique(rows["user_code"].to_numpy(np.int64)[
+                    rows["user_code"].to_numpy() >= 0]),
+                "item_codes": np.unique(rows["item_code"].to_numpy(np.int64)[
+                    rows["item_code"].to_numpy() >= 0]),
+            }
+        return groups
+
     # -- sizes -------------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -191,8 +284,11 @@ class Stream:
         return any(c not in CANONICAL_COLUMNS for c in self.frame.columns)
 
     def __repr__(self) -> str:
+        requests = ("" if self.deletions is None
+                    else f", {len(self.deletions)} deletion requests")
         return (f"Stream({len(self)} events, {self.n_users} users, {self.n_items} items, "
-                f"step={self.step!r}, warmup={self.n_warmup} events, {self.n_steps} steps)")
+                f"step={self.step!r}, warmup={self.n_warmup} events, {self.n_steps} steps"
+                f"{requests})")
 
     # -- per-event protocol facts (computed once, shared by every model) ---------------------
 
@@ -299,6 +395,9 @@ class Stream:
             if array is not None:
                 digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(str(self.n_warmup).encode())
+        if self.deletions is not None:  # (a stream without requests keeps its fingerprint)
+            requests = self.deletions[["served_at", "user", "item"]]
+            digest.update(requests.to_json(orient="values", default_handler=str).encode())
         return digest.hexdigest()[:16]
 
     def warmup_frame(self) -> pd.DataFrame:
@@ -308,5 +407,132 @@ class Stream:
     def __getstate__(self) -> dict:
         # the cached per-event facts are cheap to recompute; ship only the inputs
         keep = ("frame", "step", "warmup", "users", "items", "user_ids", "item_ids", "ratings",
-                "weights", "timestamps", "n_warmup", "bounds")
+                "weights", "timestamps", "n_warmup", "bounds", "deletions")
         return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("deletions", None)
+        self.__dict__.update(state)
+
+
+#: the columns of a ``deletions=`` frame
+_REQUEST_COLUMNS = ("timestamp", "position", "user", "item")
+
+
+def _split_delete_rows(interactions: Any) -> tuple[Any, pd.DataFrame | None]:
+    """The interactions without the rows whose ``event`` column says ``"delete"``, and those
+    rows as requests (positions among the other rows in replay order), or None."""
+    if isinstance(interactions, dict):
+        interactions = pd.DataFrame(interactions)
+    if not isinstance(interactions, pd.DataFrame) or "event" not in interactions.columns:
+        return interactions, None
+    event = interactions["event"]
+    is_delete = (event.astype(str).str.strip().str.lower() == "delete").to_numpy() & \
+        event.notna().to_numpy()
+    if not is_delete.any():
+        return interactions, None
+    rest = interactions.loc[~is_delete]
+    left = rest["event"]
+    if left.isna().all() or (left.astype(str).str.strip() == "").all():
+        rest = rest.drop(columns="event")  # the column said nothing else
+    if "timestamp" in interactions.columns:
+        # every row's time read at once, in one format, as the interactions' own will be
+        times = validate_interactions(pd.DataFrame({
+            "user": 0, "item": 0, "timestamp": interactions["timestamp"].to_numpy()}))
+        times = times["timestamp"].to_numpy("datetime64[ns]").view(np.int64)
+        order = np.argsort(times, kind="stable")
+    else:
+        order = np.arange(len(interactions))
+    # a request's position: the events before it in replay order
+    position = np.cumsum(~is_delete[order]) - (~is_delete[order])
+    where = np.empty(order.size, dtype=np.int64)
+    where[order] = position
+    rows = interactions.loc[is_delete]
+    frame = _request_frame(rows, where[is_delete], "interactions (rows whose event is "
+                           "'delete')", positions=np.flatnonzero(is_delete))
+    if "timestamp" in interactions.columns:
+        frame["timestamp"] = pd.to_datetime(times[is_delete])
+    sort = np.argsort(frame["position"].to_numpy(), kind="stable")
+    return rest.reset_index(drop=True), frame.iloc[sort].reset_index(drop=True)
+
+
+def _request_frame(rows: pd.DataFrame, position: np.ndarray, what: str,
+                   positions: np.ndarray | None = None) -> pd.DataFrame:
+    """``position``, ``user`` and ``item`` of deletion requests (each exactly one id)."""
+    n = len(rows)
+    users = _request_ids(rows["user"] if "user" in rows.columns else None, n)
+    items = _request_ids(rows["item"] if "item" in rows.columns else None, n)
+    has_user = np.array([u is not None for u in users], dtype=bool)
+    has_item = np.array([i is not None for i in items], dtype=bool)
+    rows_at = np.arange(n) if positions is None else positions
+    both, neither = has_user & has_item, ~has_user & ~has_item
+    if both.any() or neither.any():
+        bad = rows_at[both | neither][:10].tolist()
+        raise ValueError(f"{what}: each deletion request names a user (its item empty) or an "
+                         f"item (its user empty), not both and not neither; rows {bad} do not")
+    return pd.DataFrame({"position": position.astype(np.int64),
+                         "user": pd.Series(users, dtype=object),
+                         "item": pd.Series(items, dtype=object)})
+
+
+def _request_ids(column: pd.Series | None, n: int) -> list[Any]:
+    """A request column's ids (None where empty), as the stream's ids are read: whole floats
+    (a column with empty cells) as ints."""
+    if column is None:
+        return [None] * n
+    out: list[Any] = []
+    for value in column.tolist():
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA \
+                or (isinstance(value, str) and not value.strip()):
+            out.append(None)
+        elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+            out.append(int(value))
+        elif isinstance(value, (np.integer,)):
+            out.append(int(value))
+        else:
+            out.append(value)
+    return out
+
+
+def _request_times(column: pd.Series) -> np.ndarray:
+    times = validate_interactions(pd.DataFrame({"user": 0, "item": 0,
+                                                "timestamp": column.to_numpy()}))
+    return times["timestamp"].to_numpy("datetime64[ns]").view(np.int64)
+
+
+def _incarnations(codes: np.ndarray, ids: np.ndarray, requested: np.ndarray,
+                  served: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes in which an id's events after a deletion request for it are a new id (a code of
+    its own, in first-appearance order): ``(codes, ids of the codes, the code each request
+    ends, -1 where its id has no events before it)``."""
+    n = codes.size
+    wanted = np.array([v is not None for v in requested], dtype=bool)
+    ended = np.full(requested.size, -1, dtype=np.int64)
+    if not wanted.any():
+        return codes, ids, ended
+    index = pd.Index(ids)
+    found = np.full(requested.size, -1, dtype=np.int64)
+    values = requested[wanted]
+    try:
+        found[wanted] = index.get_indexer(pd.Index(list(values), dtype=object))
+    except (TypeError, ValueError):  # ids of another type than the stream's: never seen
+        pass
+    live = found >= 0
+    if not live.any():
+        return codes, ids, ended
+    span = n + 1
+    keys = np.unique(found[live] * span + served[live])
+    codes64 = codes.astype(np.int64)
+    base = np.searchsorted(keys, codes64 * span, side="left")
+    # an event's incarnation: the requests for its id served at or before it
+    incarnation = np.searchsorted(keys, codes64 * span + np.arange(n), side="right") - base
+    # the incarnation a request ends: the requests for its id served before it
+    req = found[live]
+    nth = (np.searchsorted(keys, req * span + served[live], side="left")
+           - np.searchsorted(keys, req * span, side="left"))
+    width = int(max(incarnation.max(), nth.max())) + 1
+    combined = codes64 * width + incarnation
+    new_codes, uniques = pd.factorize(combined, sort=False)
+    new_ids = ids[uniques // width]
+    ended[live] = pd.Index(uniques).get_indexer(req * width + nth)
+    return new_codes, new_ids, ended
