@@ -9,6 +9,10 @@ Surprise has no incremental learning (``AlgoBase.fit`` only; its maintainer says
   each user and item with new events gets its bias and factors solved against its ratings with
   everything else held fixed, so a new user is not stuck on the global mean until the next refit.
 
+``forget`` refits the deterministic algorithms on the kept history (exact) and cuts SVD, SVD++
+and NMF (their trainset, raw-id maps and factor rows), then re-trains the rows the forgotten
+events touched (approximate); see docs/surprise.md.
+
 Scores are the algorithm's ``estimate`` (unclipped, as Surprise computes before ``predict``
 clips). Where the model has ``pu``, ``qi``, ``bu``, ``bi`` they are computed in one vectorised
 pass from arrays indexed like this model's ids; other algorithms call ``estimate`` per pair.
@@ -26,6 +30,7 @@ import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..forget import Removed
 from ..growth import grown
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
 
@@ -49,6 +54,12 @@ _SIM_OPTIONS = ("name", "user_based", "min_support", "shrinkage")
 _SIM_NAMES = ("cosine", "msd", "pearson", "pearson_baseline")
 _BSL_OPTIONS = ("method", "n_epochs", "reg_u", "reg_i", "reg", "learning_rate")
 _BSL_METHODS = ("als", "sgd")
+# forgetting: the algorithms whose model is cut and re-solved (a refit would retrain all of
+# it by SGD), their fold kinds, and those a refit gives again exactly (no random draws)
+_CUT_ALGORITHMS = ("SVD", "SVDpp", "NMF")
+_CUT_KINDS = ("svd", "svdpp", "nmf")
+_DETERMINISTIC = ("BaselineOnly", "KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline",
+                  "SlopeOne")
 
 
 class SurpriseAdapter(IncrementalRecommender):
@@ -427,6 +438,143 @@ class SurpriseAdapter(IncrementalRecommender):
         self.item_factors_[i] = factors
         # a folded-in SVD++ item has no y_j of its own: it adds nothing to users' implicit term
 
+    # -- forgetting ----------------------------------------------------------------------------
+
+    @property
+    def forgets_exactly(self) -> bool:  # type: ignore[override]
+        # a refit on the kept history is the model trained without the events wherever the
+        # algorithm is deterministic; SVD, SVD++ and NMF are cut and re-solved instead
+        cls = self._algo_class_of()
+        if cls is None or cls.__name__ in _CUT_ALGORITHMS:
+            return False
+        if cls.__name__ in _DETERMINISTIC:
+            return cls.__module__.startswith("surprise.")
+        return cls.__name__ == "CoClustering" and self._seeded()
+
+    def _forget(self, removed: Removed, *, epochs: int = 1) -> None:
+        """Drop the forgotten events from the history; then, for SVD, SVD++ and NMF, cut the
+        forgotten users and items out of the Surprise model (its trainset, raw-id maps and
+        factors) and out of the adapter's arrays, and re-train the rows their events touched
+        on the kept history for ``epochs`` passes of the algorithm's own update, the other
+        side held fixed (:meth:`_retrain_rows`); for every other algorithm, refit on the
+        kept history (exact where the algorithm is deterministic: ``forgets_exactly``)."""
+        check_int("epochs", epochs, minimum=0)
+        self._pending = None
+        self._drop_history(removed)
+        if not self._n_hist or getattr(self, "model_", None) is None:
+            self._init_model()  # nothing left to learn from: an unfitted model
+            self._grow(self.n_users, self.n_items)
+        elif self.kind_ not in _CUT_KINDS or not self._cut(removed):
+            self._install(*self._train(*self._history()))
+        else:
+            self._retrain_rows(np.setdiff1d(removed.pair_users, removed.users),
+                               np.setdiff1d(removed.pair_items, removed.items), epochs)
+
+    def _retrain_kept(self) -> None:
+        # the kept history in stream order with its own ratings (``kept_events`` gives the
+        # pairs in index order, which a window or an SGD refit would learn differently)
+        n = self._n_hist
+        users, items = self._hist_u[:n], self._hist_i[:n]
+        live = ~(self.user_index_.dead[users] | self.item_index_.dead[items])
+        self.fit(pd.DataFrame({"user": self.user_index_.ids_of(users[live]),
+                               "item": self.item_index_.ids_of(items[live]),
+                               "rating": self._hist_r[:n][live]}))
+
+    def _drop_history(self, removed: Removed) -> None:
+        """Take the events of the forgotten users and items out of the history (the arrays'
+        spare capacity included) and out of the count of events since the last refit."""
+        n = self._n_hist
+        gone = np.isin(self._hist_u[:n], removed.users) | np.isin(self._hist_i[:n],
+                                                                   removed.items)
+        if not gone.any():
+            return
+        since = self.events_since_refit_
+        if since:
+            self.events_since_refit_ -= int(gone[n - since:].sum())
+        keep = ~gone
+        for name in ("_hist_u", "_hist_i", "_hist_r"):
+            old = getattr(self, name)
+            kept = old[:n][keep]
+            new = np.zeros_like(old)
+            new[:kept.size] = kept
+            setattr(self, name, new)
+        self._n_hist = int(keep.sum())
+
+    def _cut(self, removed: Removed) -> bool:
+        """SVD, SVD++, NMF: the Surprise model loses the forgotten users' and items' rows and
+        ratings (and any user or item left with no rating), the adapter's arrays lose their
+        rows, and the global mean becomes the kept ratings' mean. False, changing nothing, where
+        no rating of the refit's trainset is left (then refit instead)."""
+        algo = self.model_
+        old_users = self.user_inner_[removed.users]
+        old_items = self.item_inner_[removed.items]
+        trainset, new_u, new_i = _cut_trainset(
+            algo.trainset, old_users[old_users >= 0], old_items[old_items >= 0],
+            self.rating_scale)
+        if not trainset.n_ratings:
+            return False
+        keep_u, keep_i = new_u >= 0, new_i >= 0
+        algo.trainset = trainset
+        algo.bu, algo.bi = np.asarray(algo.bu)[keep_u], np.asarray(algo.bi)[keep_i]
+        algo.pu, algo.qi = np.asarray(algo.pu)[keep_u], np.asarray(algo.qi)[keep_i]
+        if self.kind_ == "svdpp":
+            algo.yj = np.asarray(algo.yj)[keep_i]
+        self.mu_ = float(trainset.global_mean)
+        users = np.union1d(removed.users, self._renumber(self.user_inner_, new_u))
+        items = np.union1d(removed.items, self._renumber(self.item_inner_, new_i))
+        self.has_user_[users] = False
+        self.user_bias_[users] = 0.0
+        self.user_factors_[users] = 0.0
+        self.has_item_[items] = False
+        self.item_bias_[items] = 0.0
+        self.item_factors_[items] = 0.0
+        self.item_implicit_[items[items < self.item_implicit_.shape[0]]] = 0.0
+        return True
+
+    def _retrain_rows(self, users: np.ndarray, items: np.ndarray, epochs: int) -> None:
+        """Re-train the rows a forget touched (users who rated a forgotten item, items rated by
+        a forgotten user) on their kept ratings, the other side held fixed: ``epochs`` passes
+        of the algorithm's own update (SVD, SVD++: its SGD step per rating, in the order of
+        the history; NMF: its multiplicative update, biases by SGD), with its learning rates
+        and penalties. Rows left with no parameters (all their refit's ratings forgotten) are
+        folded in instead, as new rows are; so are SVD++'s touched users, whose implicit
+        term sums over the items they rated."""
+        if self.kind_ == "svdpp":
+            self._fold_in(users, items[:0])
+            users = users[:0]
+        fresh_u, fresh_i = users[~self.has_user_[users]], items[~self.has_item_[items]]
+        if fresh_u.size or fresh_i.size:
+            self._fold_in(fresh_u, fresh_i)
+        users, items = users[self.has_user_[users]], items[self.has_item_[items]]
+        if not epochs or not (users.size or items.size):
+            return
+        hist_u, hist_i, hist_r = self._history()
+        algo, biased = self.model_, self._biased()
+        mu = self.mu_ if biased else 0.0
+        update = _nmf_epoch if self.kind_ == "nmf" else _sgd_epoch
+        for _ in range(epochs):
+            if users.size:
+                rows = np.isin(hist_u, users) & self.has_item_[hist_i]
+                update(hist_u[rows], hist_i[rows], hist_r[rows], mu, biased,
+                       (self.user_bias_, self.user_factors_),
+                       (self.item_bias_, self.item_factors_),
+                       (algo.lr_bu, getattr(algo, "lr_pu", 0.0), algo.reg_bu, algo.reg_pu))
+            if items.size:
+                rows = np.isin(hist_i, items) & self.has_user_[hist_u]
+                update(hist_i[rows], hist_u[rows], hist_r[rows], mu, biased,
+                       (self.item_bias_, self.item_factors_),
+                       (self.user_bias_, self.user_factors_),
+                       (algo.lr_bi, getattr(algo, "lr_qi", 0.0), algo.reg_bi, algo.reg_qi))
+
+    @staticmethod
+    def _renumber(inner: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Map ``inner`` (dense index -> inner id) through ``new`` (old -> new inner id, -1:
+        gone) in place; return the dense indices whose inner id went."""
+        dense = np.flatnonzero(inner >= 0)
+        mapped = new[inner[dense]]
+        inner[dense] = mapped
+        return dense[mapped < 0]
+
     # -- scoring -------------------------------------------------------------------------------
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -500,6 +648,14 @@ class SurpriseAdapter(IncrementalRecommender):
 
     def _make_algo(self) -> Any:
         return copy.deepcopy(self.algo)
+
+    def _algo_class_of(self) -> type | None:
+        return None if self.algo is None else type(self.algo)
+
+    def _seeded(self) -> bool:
+        """The algorithm draws the same numbers on every fit (an integer random_state)."""
+        seed = getattr(self.algo, "random_state", None)
+        return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
 
 
 class _NamedSurprise(SurpriseAdapter):
@@ -578,6 +734,12 @@ class _NamedSurprise(SurpriseAdapter):
         except TypeError as exc:
             raise ValueError(f"invalid parameters for surprise.{self._algo_class}: {exc}") \
                 from exc
+
+    def _algo_class_of(self) -> type | None:
+        return getattr(_surprise(), self._algo_class)
+
+    def _seeded(self) -> bool:
+        return self.seed is not None
 
 
 class SurpriseSVD(_NamedSurprise):
@@ -722,6 +884,118 @@ def _fold_kind(algo: Any) -> str | None:
         surprise.NMF: "nmf",
         surprise.BaselineOnly: "baseline",
     }.get(type(algo))
+
+
+def _by_rank(rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The positions of ``rows`` grouped by row (stable), and for each k the positions holding
+    each row's k-th entry: a row appears at most once per group, so a sequential pass over
+    every row's entries runs as one vectorised step per k."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    lengths = np.diff(np.r_[starts, rows.size])
+    rank = np.arange(rows.size) - np.repeat(starts, lengths)
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(int(lengths.max()) + 1))
+    return order, np.split(by_rank, bounds[1:])
+
+
+def _sgd_epoch(rows: np.ndarray, others: np.ndarray, ratings: np.ndarray, mu: float,
+               biased: bool, own: tuple, other: tuple, rates: tuple) -> None:
+    """One pass of Surprise's SVD step over each row's ratings in order, updating only the
+    rows' bias and factors (``own``, in place); ``other`` is held fixed. ``rates``: learning
+    rates and penalties of the bias and the factors."""
+    if not rows.size:
+        return
+    bias, factors = own
+    other_bias, other_factors = other
+    lr_b, lr_f, reg_b, reg_f = rates
+    order, groups = _by_rank(rows)
+    rows, others, ratings = rows[order], others[order], ratings[order]
+    for group in groups:
+        r, o = rows[group], others[group]
+        f, g = factors[r], other_factors[o]
+        err = ratings[group] - np.einsum("ij,ij->i", f, g)
+        if biased:
+            b = bias[r]
+            err -= mu + b + other_bias[o]
+            bias[r] = b + lr_b * (err - reg_b * b)
+        factors[r] = f + lr_f * (err[:, None] * g - reg_f * f)
+
+
+def _nmf_epoch(rows: np.ndarray, others: np.ndarray, ratings: np.ndarray, mu: float,
+               biased: bool, own: tuple, other: tuple, rates: tuple) -> None:
+    """One pass of Surprise's NMF update for the rows' factors (multiplicative, from the
+    estimates at the start of the pass) and, when biased, SGD steps for their biases;
+    ``other`` is held fixed. ``rates``: bias learning rate, (unused), bias and factor
+    penalties."""
+    if not rows.size:
+        return
+    bias, factors = own
+    other_bias, other_factors = other
+    lr_b, _, reg_b, reg_f = rates
+    g = other_factors[others]
+    est = np.einsum("ij,ij->i", factors[rows], g)
+    if biased:
+        est += mu + bias[rows] + other_bias[others]
+    touched = np.unique(rows)
+    num = np.zeros((factors.shape[0], factors.shape[1]))
+    den = np.zeros_like(num)
+    np.add.at(num, rows, g * ratings[:, None])
+    np.add.at(den, rows, g * est[:, None])
+    den[touched] += np.bincount(rows, minlength=factors.shape[0])[touched, None] * reg_f * \
+        factors[touched]
+    f = factors[touched]
+    safe = (f != 0) & (den[touched] != 0)
+    factors[touched] = np.where(safe, f * num[touched] / np.where(safe, den[touched], 1.0), f)
+    if biased:
+        _sgd_epoch(rows, others, ratings, mu, True, (bias, np.zeros((bias.size, 0))),
+                   (other_bias, np.zeros((other_bias.size, 0))), (lr_b, 0.0, reg_b, 0.0))
+
+
+def _cut_trainset(trainset: Any, users: np.ndarray, items: np.ndarray,
+                  rating_scale: tuple[float, float] | None) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``trainset`` without ``users`` and ``items`` (inner ids), their ratings, and any user or
+    item left with no rating: a new Trainset, inner ids renumbered in their old order, the
+    raw-id maps holding the kept ids only, the global mean and (unless ``rating_scale`` is
+    given) the rating scale those of the kept ratings. Returns it with the old -> new inner
+    id maps (-1: gone) of users and items."""
+    drop_u = np.zeros(trainset.n_users, dtype=bool)
+    drop_u[users] = True
+    drop_i = np.zeros(trainset.n_items, dtype=bool)
+    drop_i[items] = True
+    gone_i = drop_i.tolist()
+    ur = {u: [(i, r) for (i, r) in ratings if not gone_i[i]]
+          for u, ratings in trainset.ur.items() if not drop_u[u]}
+    keep_u = np.zeros(trainset.n_users, dtype=bool)
+    keep_u[[u for u, ratings in ur.items() if ratings]] = True
+    keep_i = np.zeros(trainset.n_items, dtype=bool)
+    for ratings in ur.values():
+        keep_i[[i for (i, _) in ratings]] = True
+    new_u = np.where(keep_u, np.cumsum(keep_u) - 1, -1)
+    new_i = np.where(keep_i, np.cumsum(keep_i) - 1, -1)
+    to_u, to_i = new_u.tolist(), new_i.tolist()
+    new_ur: defaultdict = defaultdict(list)
+    new_ir: defaultdict = defaultdict(list)
+    for u, ratings in ur.items():
+        if ratings:
+            new_ur[to_u[u]] = [(to_i[i], r) for (i, r) in ratings]
+    for i, ratings in trainset.ir.items():
+        if keep_i[i]:
+            new_ir[to_i[i]] = [(to_u[u], r) for (u, r) in ratings if not drop_u[u]]
+    n_ratings = sum(len(ratings) for ratings in new_ur.values())
+    scale = rating_scale
+    if scale is None and n_ratings:
+        values = [r for ratings in new_ur.values() for (_, r) in ratings]
+        scale = (float(min(values)), float(max(values)))
+    raw_users = {raw: to_u[inner] for raw, inner in trainset._raw2inner_id_users.items()
+                 if keep_u[inner]}
+    raw_items = {raw: to_i[inner] for raw, inner in trainset._raw2inner_id_items.items()
+                 if keep_i[inner]}
+    cut = _surprise().Trainset(new_ur, new_ir, int(keep_u.sum()), int(keep_i.sum()), n_ratings,
+                               tuple(scale) if scale is not None else trainset.rating_scale,
+                               raw_users, raw_items)
+    return cut, new_u, new_i
 
 
 def _check_options(algo: Any) -> None:
