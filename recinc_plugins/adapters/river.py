@@ -7,6 +7,9 @@ from River's own dicts with River's arithmetic, and blocks of users (``recommend
 ``score`` calls) from arrays mirroring the biases and latent vectors. River's dicts stay the
 source of truth; the arrays are brought up to date for the users and items learned since, when
 a vectorised score next reads them, so learning an event costs no more than ``learn_one``.
+``forget`` deletes the ids' entries from every dict inside the River model (optimiser state
+included) and their ratings from its global mean; what they taught the rest stays
+(approximate, docs/river.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..forget import Removed
 from ..growth import grown
 from ..params import check_int
 
@@ -199,6 +203,94 @@ class RiverRanker(IncrementalRecommender):
                 bias[index] = [biases[key] for key in ids]
             if kind != "baseline":
                 latent[index] = [latents[key] for key in ids]
+
+    # -- forgetting ----------------------------------------------------------------------------
+
+    @property
+    def forgets_exactly(self) -> bool:  # type: ignore[override]
+        # only a Ranker whose state cannot be read is retrained (exact); the others keep what
+        # the forgotten ratings taught the rest of the model
+        return not getattr(self, "vectorised_", True)
+
+    def _forget(self, removed: Removed, *, epochs: int = 0) -> None:
+        """Delete the forgotten ids' entries everywhere inside the River model, side by side
+        (every dict under its ``u_*`` attributes loses the users, under its ``i_*`` ones the
+        items: biases, latent vectors, the optimisers' state), take their ratings out of its
+        global mean and their steps out of its optimisers' step counts, and clear their rows
+        in the adapter's arrays and keys. What the forgotten ratings taught the other users
+        and items stays (approximate); ``epochs`` passes re-train the rows they touched on
+        their kept pairs (:meth:`_retrain_rows`). A Ranker this adapter cannot read is
+        retrained from the kept events instead."""
+        check_int("epochs", epochs, minimum=0)
+        if not self.vectorised_:
+            self._retrain_kept()
+            return
+        model = self.model_
+        users, items = removed.users.tolist(), removed.items.tolist()
+        user_keys = [self._user_keys[u] for u in users]
+        item_keys = [self._item_keys[i] for i in items]
+        for name, value in vars(model).items():
+            if name.startswith("u_"):
+                _drop_keys(value, user_keys, set())
+            elif name.startswith("i_"):
+                _drop_keys(value, item_keys, set())
+        n_events = round(float(removed.counts.sum()))
+        mean = getattr(model, "global_mean", None)
+        if mean is not None:
+            _take_out_of_mean(mean, float(removed.counts.sum()), float(removed.values.sum()))
+        for optimizer in _optimizers(model):
+            optimizer.n_iterations = max(0, optimizer.n_iterations - n_events)
+        for keys, stale, index, bias, latent, learned in (
+                (self._user_keys, self._stale_users, users, self.user_bias_, self.user_latent_,
+                 self.user_learned_),
+                (self._item_keys, self._stale_items, items, self.item_bias_, self.item_latent_,
+                 self.item_learned_)):
+            for n in index:
+                keys[n] = None  # never an id (IdIndex refuses None): no live key maps here
+            stale.difference_update(index)
+            bias[index] = 0.0
+            latent[index] = 0.0
+            learned[index] = False
+        if epochs:
+            self._retrain_rows(np.setdiff1d(removed.pair_users, removed.users),
+                               np.setdiff1d(removed.pair_items, removed.items), epochs)
+
+    def _retrain_rows(self, users: np.ndarray, items: np.ndarray, epochs: int) -> None:
+        """``epochs`` passes of River's own update over the kept pairs of the touched users
+        (those who rated a forgotten item) and items (rated by a forgotten user), each pair
+        once with its mean rating, updating only the touched side (its optimisers included):
+        River keeps no history, so the pairs come from the shared state, in index order."""
+        model, kind = self.model_, self.kind_
+        counts = self.seen_.tocsr()
+        values = self.pair_values_.tocsr() if self.pair_values_ is not None else counts
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        cols = counts.indices.astype(np.int64)
+        means = np.asarray(values[rows, cols]).ravel() / counts.data
+        clamp = _river().utils.math.clamp
+        steps = {id(opt): opt.n_iterations for opt in _optimizers(model)}
+        for side, touched in (("u", users), ("i", items)):
+            if not touched.size:
+                continue
+            mine, theirs = (rows, cols) if side == "u" else (cols, rows)
+            sel = np.flatnonzero(np.isin(mine, touched))
+            own_keys = self._user_keys if side == "u" else self._item_keys
+            other_keys = self._item_keys if side == "u" else self._user_keys
+            pairs = [(own_keys[a], other_keys[b], y) for a, b, y in
+                     zip(mine[sel].tolist(), theirs[sel].tolist(), means[sel].tolist(),
+                         strict=True)]
+            for _ in range(epochs):
+                for own, other, y in pairs:
+                    user, item = (own, other) if side == "u" else (other, own)
+                    y_pred = self._predict_one(user, item)
+                    if y_pred is None:
+                        continue
+                    g = clamp(model.loss.gradient(y, y_pred), minimum=-model.clip_gradient,
+                              maximum=model.clip_gradient)
+                    _side_step(model, kind, side, own, other, g)
+            (self._stale_users if side == "u" else self._stale_items).update(
+                touched.tolist())
+        for optimizer in _optimizers(model):  # the step counts stay those of the events
+            optimizer.n_iterations = steps.get(id(optimizer), optimizer.n_iterations)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -628,6 +720,70 @@ def _draw_ahead(model: Any) -> None:
         wrapper = wrappers.get(id(table.default_factory))
         if wrapper is not None:
             table.default_factory = wrapper
+
+
+def _drop_keys(obj: Any, keys: list, seen: set) -> None:
+    """Delete ``keys`` from every dict in ``obj``: a dict itself (its values are weights, not
+    searched), or the dicts among the attributes of a River object (an optimiser, its
+    wrapped optimiser, scheduler), lists and tuples, recursively."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, dict) or isinstance(obj, _river().utils.VectorDict):
+        for key in keys:
+            obj.pop(key, None)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _drop_keys(value, keys, seen)
+    elif isinstance(obj, _river().base.Base):
+        for value in vars(obj).values():
+            _drop_keys(value, keys, seen)
+
+
+def _optimizers(model: Any) -> list:
+    """The optimisers the model steps on every event (under its ``u_*`` and ``i_*``
+    attributes), and those they wrap."""
+    optim = require("river.optim", "river")
+    found: dict[int, Any] = {}
+    pending = [v for k, v in vars(model).items() if k.startswith(("u_", "i_"))]
+    while pending:
+        obj = pending.pop()
+        if isinstance(obj, optim.base.Optimizer) and id(obj) not in found:
+            found[id(obj)] = obj
+            pending.extend(vars(obj).values())
+    return list(found.values())
+
+
+def _take_out_of_mean(mean: Any, n: float, total: float) -> None:
+    """Remove ``n`` observations summing to ``total`` from a River ``stats.Mean``."""
+    left = mean.n - n
+    if left <= 0:
+        mean.n, mean._mean = 0.0, 0.0
+    else:
+        mean._mean = (mean._mean * mean.n - total) / left
+        mean.n = left
+
+
+def _side_step(model: Any, kind: str, side: str, own: Any, other: Any, g: float) -> None:
+    """River's ``learn_one`` step for one side of a pair (``side``: "u" or "i"; ``own`` its
+    id, ``other`` the other side's, held fixed), given the loss gradient ``g``."""
+    if kind == "baseline":
+        biases = getattr(model, f"{side}_biases")
+        optimizer = getattr(model, f"{side}_optimizer")
+        setattr(model, f"{side}_biases",
+                optimizer.step(biases, {own: g + model.l2 * biases[own]}))
+        return
+    latents = getattr(model, f"{side}_latents")
+    other_latents = model.i_latents if side == "u" else model.u_latents
+    if kind == "funk_mf":
+        optimizer, l2 = getattr(model, f"{side}_optimizer"), model.l2
+    else:
+        biases = getattr(model, f"{side}_biases")
+        setattr(model, f"{side}_biases", getattr(model, f"{side}_bias_optimizer").step(
+            biases, {own: g + model.l2_bias * biases[own]}))
+        optimizer, l2 = getattr(model, f"{side}_latent_optimizer"), model.l2_latent
+    setattr(model, f"{side}_latents", optimizer.step(
+        latents, {own: g * other_latents[other] + l2 * latents[own]}))
 
 
 def _inner(factory: Any) -> Any:
