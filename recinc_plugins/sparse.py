@@ -216,7 +216,12 @@ class GrowingCSR:
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Remove every entry in ``rows`` or in ``cols``; return the removed ``(rows, cols,
         values)`` (duplicates combined). The shape stays: the rows and columns become empty."""
-        return drop_entries(self, rows, cols)
+        removed = drop_entries(self, rows, cols)
+        # the spare buffer space still holds the merged entries' old copies: clear it
+        self._buf_rows[:] = 0
+        self._buf_cols[:] = 0
+        self._buf_vals[:] = 0
+        return removed
 
     def scale(self, factor: float) -> None:
         """Multiply every entry by ``factor``."""
