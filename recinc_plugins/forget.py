@@ -192,7 +192,8 @@ class Forgetting:
         values = getattr(self, "pair_values_", None)
         if values is not None:
             sums = np.asarray(values.tocsr()[rows, cols]).ravel()
-            column = "rating" if self.n_ratings_ else "weight"
+            rated = self.n_ratings_ or not type(self).capabilities.implicit
+            column = "rating" if rated else "weight"
             frame[column] = np.repeat(sums / counts, counts)
         return pd.DataFrame(frame)
 
