@@ -15,15 +15,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from .context import Context
+from .forget import Removed
 from .growth import grown, resized
 from .params import check_int, check_number
 from .sparse import concat_ranges
 
-__all__ = ["ItemKNN"]
+__all__ = ["EventLog", "ItemKNN"]
 
 #: queries of up to this many (row, item) entries read the rows directly; larger ones go
 #: through scipy's sparse product
@@ -31,6 +33,12 @@ _GATHER_MAX = 64
 #: larger queries read their rows once each into a dense array of at most this many bytes
 #: (then one sparse x dense product); beyond it, a sparse x sparse product per level
 _DENSE_BYTES = 64 * 2**20
+#: ``forget`` recounts the pairs of at most this many events at a time (its memory: about
+#: 50 bytes per event and window position)
+_FORGET_CHUNK = 20_000
+#: after ``forget`` a count within this fraction of what was taken out (and put back) of it is
+#: a rounding residue of zero and is removed
+_RESIDUE = 1e-9
 
 
 class _PairCounts:
@@ -189,6 +197,78 @@ class _PairCounts:
         self._empty_buffer()
 
 
+class EventLog:
+    """Every learned event's ``(user, item)`` in the order learned (dense indices): what
+    ``forget`` needs to take a user's pairs out of item-knn exactly, and to recount the
+    windows an item's removal closes up, and what ``kept_events`` gives back in that order, so
+    that ``forget(exact=True)`` refits on the kept stream as it came (the neural models).
+
+    Two int32 per event (8 bytes), appended with doubling capacity (amortised O(1)); reading
+    the sequences of some users, or dropping events, is one vectorised pass over the log.
+    """
+
+    def __init__(self) -> None:
+        self.users = np.empty(0, dtype=np.int32)
+        self.items = np.empty(0, dtype=np.int32)
+        self.n = 0
+
+    def add(self, users: np.ndarray, items: np.ndarray) -> None:
+        end = self.n + users.size
+        if end > self.users.size:
+            capacity = max(end, 2 * self.users.size, 1024)
+            self.users = grown(self.users[: self.n], capacity)
+            self.items = grown(self.items[: self.n], capacity)
+        self.users[self.n:end] = users
+        self.items[self.n:end] = items
+        self.n = end
+
+    def sequences(self, users: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(owners, items)``: the events of ``users`` grouped by user (ascending), each
+        user's in the order learned."""
+        wanted = np.zeros(n_users, dtype=bool)
+        wanted[users] = True
+        positions = np.flatnonzero(wanted[self.users[: self.n]])
+        owners = self.users[positions].astype(np.int64)
+        order = np.argsort(owners, kind="stable")
+        return owners[order], self.items[positions[order]].astype(np.int64)
+
+    def drop(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> None:
+        """Remove every event of ``users`` or of ``items``; the spare capacity is cleared, so
+        no copy of them is left behind."""
+        gone_user = np.zeros(n_users, dtype=bool)
+        gone_user[users] = True
+        gone_item = np.zeros(n_items, dtype=bool)
+        gone_item[items] = True
+        n = self.n
+        keep = np.flatnonzero(~(gone_user[self.users[:n]] | gone_item[self.items[:n]]))
+        self.n = keep.size
+        self.users[: self.n] = self.users[keep]
+        self.items[: self.n] = self.items[keep]
+        self.users[self.n:] = 0
+        self.items[self.n:] = 0
+
+    def frame(self, model: IncrementalRecommender) -> pd.DataFrame:
+        """``model``'s kept events in the order learned, as
+        :meth:`~recinc_plugins.forget.Forgetting.kept_events` gives them otherwise (ids, and
+        each pair's mean strength); events of ids forgotten already are left out
+        (``forget(exact=True)`` asks before the log drops them)."""
+        users = self.users[: self.n].astype(np.int64)
+        items = self.items[: self.n].astype(np.int64)
+        live = ~(model.user_index_.dead[users] | model.item_index_.dead[items])
+        users, items = users[live], items[live]
+        frame = {"user": model.user_index_.ids_of(users), "item": model.item_index_.ids_of(items)}
+        values = getattr(model, "pair_values_", None)
+        if values is not None:
+            sums = np.asarray(values.tocsr()[users, items]).ravel()
+            counts = np.asarray(model.seen_.tocsr()[users, items]).ravel()
+            frame["rating" if model.n_ratings_ else "weight"] = sums / np.maximum(counts, 1)
+        return pd.DataFrame(frame)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"users": self.users[: self.n].copy(), "items": self.items[: self.n].copy(),
+                "n": self.n}
+
+
 class ItemKNN(IncrementalRecommender):
     """Sequence-aware item-to-item neighbours: counts of "``j``, then ``i`` soon after".
 
@@ -285,6 +365,7 @@ class ItemKNN(IncrementalRecommender):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event", context=True)
     _renamed_params: ClassVar[dict[str, str]] = {}
+    persisted_types: ClassVar[tuple[type, ...]] = (EventLog,)
 
     # -- parameters and validation -----------------------------------------------------------
 
@@ -328,6 +409,7 @@ class ItemKNN(IncrementalRecommender):
     def _init_model(self) -> None:
         self.pairs_ = _PairCounts()
         self.recent_ = np.full((0, max(self.window, self.history)), -1, dtype=np.int64)
+        self.log_: EventLog | None = EventLog()
         # per item: max(events, 1) ** -beta, kept up to date for the items a batch touches
         self.discount_ = np.ones(0)
         # the weight of a pair d events apart (index d - 1), and of the r-th latest item
@@ -342,6 +424,8 @@ class ItemKNN(IncrementalRecommender):
     # -- learning ----------------------------------------------------------------------------
 
     def _partial_fit(self, batch: Batch) -> None:
+        if self.log_ is not None:
+            self.log_.add(batch.users, batch.items)
         if len(batch) == 1:
             self._learn_one(int(batch.users[0]), int(batch.items[0]))
         elif len(batch):
@@ -369,21 +453,32 @@ class ItemKNN(IncrementalRecommender):
         row[-1] = item
 
     def _learn_many(self, users: np.ndarray, items: np.ndarray) -> None:
-        width = self.recent_.shape[1]
         order = np.argsort(users, kind="stable")  # each user's events, in stream order
         users, items = users[order], items[order]
         first = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
         uniq = users[first]
         counts = np.diff(np.r_[first, users.size])
-        # per user: its last learned items, then its new ones, laid end to end
-        lengths = width + counts
-        offsets = np.cumsum(lengths) - lengths
-        sequence = np.empty(int(lengths.sum()), dtype=np.int64)
-        sequence[concat_ranges(offsets, np.full(uniq.size, width))] = self.recent_[uniq].ravel()
-        new = concat_ranges(offsets + width, counts)
+        rows, cols, weight, last = self._sequence_pairs(self.recent_[uniq], counts, items)
+        self.pairs_.add(rows, cols, weight)
+        self.recent_[uniq] = last
+
+    def _sequence_pairs(self, before: np.ndarray, lengths: np.ndarray, items: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs (``rows``, ``cols``, ``weights``) that the events ``items`` make with the
+        events up to ``window`` before each: ``items`` holds sequences of ``lengths`` laid end
+        to end, and ``before`` (a row per sequence, at least ``window`` wide, latest last, -1
+        for none) the items each sequence follows. Also each sequence's last
+        ``before.shape[1]`` items once its events are appended."""
+        n_seq, width = before.shape
+        # per sequence: its earlier items, then its new ones, laid end to end
+        spans = width + lengths
+        offsets = np.cumsum(spans) - spans
+        sequence = np.empty(int(spans.sum()), dtype=np.int64)
+        sequence[concat_ranges(offsets, np.full(n_seq, width))] = before.ravel()
+        new = concat_ranges(offsets + width, lengths)
         sequence[new] = items
-        # each new event paired with the `window` events before it (the user's own: the
-        # learned part is at least `window` long, so the positions never leave the user's run)
+        # each new event paired with the `window` events before it (its own sequence's: the
+        # earlier part is at least `window` long, so the positions never leave the run)
         later = np.tile(new, self.window)
         distance = np.repeat(np.arange(1, self.window + 1), new.size)
         earlier = sequence[later - distance]
@@ -398,10 +493,142 @@ class ItemKNN(IncrementalRecommender):
         else:
             rows, cols = earlier, target
         keep = weight > 0
-        self.pairs_.add(rows[keep], cols[keep], weight[keep])
-        ends = offsets + lengths
-        self.recent_[uniq] = sequence[concat_ranges(ends - width, np.full(uniq.size, width))
-                                      ].reshape(uniq.size, width)
+        ends = offsets + spans
+        last = sequence[concat_ranges(ends - width, np.full(n_seq, width))].reshape(n_seq, width)
+        return rows[keep], cols[keep], weight[keep], last
+
+    # -- forgetting --------------------------------------------------------------------------
+
+    @property
+    def forgets_exactly(self) -> bool:  # type: ignore[override]
+        # with the event log: the counts, windows and discounts of a model trained without
+        # the events (to float rounding). A file from before the log was kept is retrained
+        # from the kept events, whose order within a user is lost: approximate
+        return getattr(self, "log_", None) is not None
+
+    def _forget(self, removed: Removed) -> None:
+        """Recount the pairs of every user whose sequence loses events (to the end of the
+        part that changes), take the old counts out and put the new ones in; the windows
+        (``recent_``) and the discounts of the touched items follow, the log drops the
+        events. Equal to a model that never learned them, to float rounding."""
+        if getattr(self, "log_", None) is None:  # a file from before the log was kept
+            # retrained from the kept events in index order: not the order learned, so not
+            # exact, and the model stays without a log (each forget retrains) until a fit
+            self._retrain_kept()
+            self.log_ = None
+            return
+        n_users, n_items = len(self.user_index_), len(self.item_index_)
+        gone_user = np.zeros(n_users, dtype=bool)
+        gone_user[removed.users] = True
+        gone_item = np.zeros(n_items, dtype=bool)
+        gone_item[removed.items] = True
+        involved = np.union1d(removed.users, removed.pair_users)
+        owners, items = self.log_.sequences(involved, n_users)
+        if owners.size:
+            gone = gone_user[owners] | gone_item[items]
+            self._recount(owners, items, gone, gone_item)
+            kept_owners, kept_items = owners[~gone], items[~gone]
+            self.recent_[involved] = -1
+            if kept_owners.size:
+                self._set_recent(kept_owners, kept_items)
+        self.recent_[removed.users] = -1
+        self.log_.drop(removed.users, removed.items, n_users, n_items)
+        touched = np.union1d(removed.pair_items, removed.items)
+        self.discount_[touched] = np.maximum(self.item_counts_[touched], 1.0) ** -float(
+            self.beta)
+
+    def _recount(self, owners: np.ndarray, items: np.ndarray, gone: np.ndarray,
+                 gone_item: np.ndarray) -> None:
+        """Take out of ``pairs_`` the pairs of each user's sequence (``items`` grouped by
+        ``owners``) from its first ``gone`` event to ``window`` events after its last (the
+        pairs that change: before it nothing does, and beyond it the windows are as they
+        were), and put in those of the same stretch without the ``gone`` events."""
+        n = owners.size
+        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        start = first
+        length = np.diff(np.r_[first, n])
+        position = np.arange(n) - np.repeat(start, length)
+        # each user's first and last gone event (-1: none, the user is untouched)
+        hit = np.flatnonzero(gone)  # grouped by user, in order
+        if hit.size == 0:
+            return
+        hit_user = np.repeat(np.arange(first.size), length)[hit]
+        change = np.flatnonzero(np.r_[True, hit_user[1:] != hit_user[:-1]])
+        users = hit_user[change]
+        lo = np.full(first.size, -1, dtype=np.int64)
+        hi = np.full(first.size, -1, dtype=np.int64)
+        lo[users] = position[hit[change]]
+        hi[users] = position[hit[np.r_[change[1:], hit.size] - 1]]
+        start, length, lo, hi = start[users], length[users], lo[users], hi[users]
+        end = np.minimum(length, hi + self.window + 1)
+        # the stretch each user's pairs change in, and the `window` items before it
+        before_pos = lo[:, None] - self.window + np.arange(self.window)[None, :]
+        before = np.where(before_pos >= 0, items[start[:, None] + np.maximum(before_pos, 0)],
+                          -1)
+        size = self.pairs_.size
+        # the change of each count (real part) and the sum of the magnitudes of what was taken
+        # out and put in (imaginary part), on one pattern
+        delta = sp.csr_matrix((size, size), dtype=np.complex128)
+        bounds = np.r_[0, np.cumsum(end - lo)]
+        chunk_start = 0
+        while chunk_start < users.size:
+            # users whose stretches hold at most _FORGET_CHUNK events (at least one user)
+            stop = int(np.searchsorted(bounds, bounds[chunk_start] + _FORGET_CHUNK,
+                                       side="right")) - 1
+            stop = min(max(stop, chunk_start + 1), users.size)
+            part = slice(chunk_start, stop)
+            lengths = end[part] - lo[part]
+            span = concat_ranges(start[part] + lo[part], lengths)
+            kept = ~gone[span]
+            n_kept = np.add.reduceat(kept.astype(np.int64), np.cumsum(lengths) - lengths)
+            old = self._sequence_pairs(before[part], lengths, items[span])
+            new = self._sequence_pairs(before[part], n_kept, items[span][kept])
+            signed = np.concatenate([-old[2], new[2]])
+            delta = delta + sp.csr_matrix(
+                (signed + 1j * np.abs(signed),
+                 (np.concatenate([old[0], new[0]]), np.concatenate([old[1], new[1]]))),
+                shape=(size, size))
+            chunk_start = stop
+        delta.sum_duplicates()
+        counts = self.pairs_.tocsr() + delta.real
+        counts.sort_indices()
+        # a count the events alone made is now a rounding residue: zero, gone
+        entry_rows = np.repeat(np.arange(size), np.diff(counts.indptr))
+        stored = entry_rows * size + counts.indices
+        keys = np.repeat(np.arange(size), np.diff(delta.indptr)) * size + delta.indices
+        if stored.size:
+            at = np.minimum(np.searchsorted(stored, keys), stored.size - 1)
+            residue = (stored[at] == keys) & (np.abs(counts.data[at])
+                                              <= _RESIDUE * delta.data.imag)
+            counts.data[at[residue]] = 0.0
+            counts.data[gone_item[entry_rows] | gone_item[counts.indices]] = 0.0
+            counts.eliminate_zeros()
+        self.pairs_.levels = [counts]
+
+    def _set_recent(self, owners: np.ndarray, items: np.ndarray) -> None:
+        """``recent_`` of the users ``owners`` from their whole sequences (``items``, grouped
+        by user, in order)."""
+        width = self.recent_.shape[1]
+        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        length = np.diff(np.r_[first, owners.size])
+        take = np.minimum(length, width)
+        rows = np.repeat(owners[first], take)
+        cols = width - np.repeat(take, take) + (np.arange(take.sum()) - np.repeat(
+            np.cumsum(take) - take, take))
+        self.recent_[rows, cols] = items[concat_ranges(first + length - take, take)]
+
+    def kept_events(self) -> pd.DataFrame:
+        """The events the model keeps, in the order it learned them (its windows follow each
+        user's order), as a frame ``fit`` accepts: refitting on it gives this model again.
+        Strengths as :meth:`Forgetting.kept_events` gives them (each pair's mean)."""
+        if getattr(self, "log_", None) is None:
+            return super().kept_events()
+        return self.log_.frame(self)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        if "pairs_" in state and "log_" not in state:  # a file from before the log was kept
+            self.log_ = None
 
     # -- scoring -----------------------------------------------------------------------------
 
