@@ -112,6 +112,16 @@ class EmbeddingArena:
         accum[rows] = acc
         weight[rows] += grads * (np.float32(-lr) / np.sqrt(acc + np.float32(1e-8)))[:, None]
 
+    def clear(self, rows: np.ndarray) -> None:
+        """Zero the arena rows ``rows`` (absolute indices) and their optimiser state: what
+        ``forget`` leaves of a forgotten user or item (its slot stays, holding nothing)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        rows = rows[rows > 0]  # the padding row is zero already
+        if rows.size:
+            index = torch.from_numpy(rows).to(self.weight.device)
+            self.weight[index] = 0.0
+            self.accum[index] = 0.0
+
     def to(self, device: torch.device) -> None:
         self.weight = self.weight.to(device)
         self.accum = self.accum.to(device)

@@ -10,6 +10,7 @@ import numpy as np
 from .._optional import require
 from ..base import Newcomer
 from ..context import Context
+from ..forget import Removed
 from ..params import check_bool, check_int, check_number
 from ..sparse import concat_ranges
 from .model import NeuralRecommender
@@ -90,6 +91,7 @@ class SequentialRecommender(NeuralRecommender):
         n_replay: int = 4,
         replay: str = "reservoir",
         n_passes: int = 1,
+        forget_passes: int = 1,
         batch_size: int = 256,
         learning_rate: float | None = None,
         optimizer: str = "auto",
@@ -109,7 +111,8 @@ class SequentialRecommender(NeuralRecommender):
         super().__init__(
             n_factors=n_factors, loss=loss, history=history, history_decay=history_decay,
             n_negatives=n_negatives, negatives=negatives, replay_size=replay_size,
-            n_replay=n_replay, replay=replay, n_passes=n_passes, batch_size=batch_size,
+            n_replay=n_replay, replay=replay, n_passes=n_passes, forget_passes=forget_passes,
+            batch_size=batch_size,
             learning_rate=learning_rate, optimizer=optimizer, reg=reg,
             bias_learning_rate=bias_learning_rate, bias_reg=bias_reg, calibration=calibration,
             calibration_rate=calibration_rate, calibration_width=calibration_width,
@@ -260,6 +263,15 @@ class SequentialRecommender(NeuralRecommender):
                 "w_k": y_new.reshape(-1, width).T @ dk.reshape(-1, width),
                 "age_bias": d_logits.sum(dim=0)}
 
+    # -- forgetting ----------------------------------------------------------------------------
+
+    def _forget(self, removed: Removed) -> None:
+        """:meth:`NeuralRecommender._forget` (the replay buffer's recent items lose the
+        forgotten items too), and the attention's Adam moments start again: they are running
+        means of the last steps' gradients, which may hold the forgotten events'."""
+        super()._forget(removed)
+        self.attention_.reset_moments()
+
     # -- persistence ---------------------------------------------------------------------------
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -322,6 +334,12 @@ class DenseParams:
         v += np.float32(0.001) * np.square(grad)
         denom = np.sqrt(v / np.float32(1 - 0.999 ** self.t)) + np.float32(1e-8)
         flat -= np.float32(lr / (1 - 0.9 ** self.t)) * m / denom
+
+    def reset_moments(self) -> None:
+        """Forget Adam's state (the next step is a first step again); the weights stay."""
+        self.m.zero_()
+        self.v.zero_()
+        self.t = 0
 
     def to(self, device: torch.device) -> None:
         self.flat, self.m, self.v = self.flat.to(device), self.m.to(device), self.v.to(device)
