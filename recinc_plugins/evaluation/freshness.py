@@ -237,6 +237,9 @@ def freshness(
             raise ValueError("models is empty: give model names or {name: model}")
         models = {name: make(name) for name in names}
     base = Stream(frame, step=1, warmup=warmup)  # validates once; each interval re-steps it
+    # deletion requests the data carry (rows whose 'event' is 'delete') go with every interval
+    requests = (None if base.deletions is None
+                else base.deletions[["position", "user", "item"]].copy())
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
     for interval in dict.fromkeys(checked):  # once each, in the order given
@@ -244,7 +247,7 @@ def freshness(
             notes.append(f"interval {interval} left out: a duration needs timestamps, and "
                          "the data have none")
             continue
-        stream = Stream(base.frame, step=interval, warmup=warmup)
+        stream = Stream(base.frame, step=interval, warmup=warmup, deletions=requests)
         if stream.n_steps < 2 and stream.n_warmup == 0:
             notes.append(f"interval {_label(interval)} left out: one step holds all "
                          f"{stream.n_scored:,} scored events, so nothing is learned before "
