@@ -551,75 +551,98 @@ class _Audit:
 
     def _raw(self, payload: bytes) -> None:
         """Search the whole file for each string id's UTF-8 and UTF-32-LE bytes and place every
-        hit (see the module docstring)."""
+        hit (see the module docstring), by region, all hits at once."""
         with open(self.where, "rb") as fh:
             data = fh.read()
-        header_len = int.from_bytes(data[12:16], "little")
         header_at = 24
-        payload_at = header_at + header_len
-        regions = _payload_regions(payload, payload_at, self.where)
-        header_bytes = data[header_at:payload_at]
-        tokens = [(m.start() + header_at, m.end() + header_at)
-                  for m in _JSON_STRING.finditer(header_bytes)]
-        starts = np.array([s for s, _ in tokens], dtype=np.int64)
+        payload_at = header_at + int.from_bytes(data[12:16], "little")
+        payload_end = payload_at + len(payload)
+        regions = self._regions_cache = _payload_regions(payload, payload_at, self.where)
+        starts = np.array([r[0] for r in regions], dtype=np.int64)
+        ends = np.array([r[1] for r in regions], dtype=np.int64)
+        kinds = np.array([self._region_kind(what, key) for _, _, what, key in regions])
+        tokens = np.array([(m.start(), m.end()) for m in
+                           _JSON_STRING.finditer(data, header_at, payload_at)],
+                          dtype=np.int64).reshape(-1, 2)
         for target in self.targets:
             text = target.text
             if text is None:
                 continue
             for encoding in ("utf-8", "utf-32-le"):
                 needle = text.encode(encoding)
-                at = data.find(needle)
-                while at >= 0:
-                    self._place(target, at, len(needle), encoding, data, header_at,
-                                payload_at, tokens, starts, regions)
-                    at = data.find(needle, at + 1)
+                hits = np.fromiter((m.start() for m in re.finditer(
+                    b"(?=" + re.escape(needle) + b")", data)), dtype=np.int64)
+                if hits.size:
+                    self._place(target, hits, len(needle), encoding, header_at, payload_at,
+                                payload_end, len(data), tokens, starts, ends, kinds)
 
-    def _place(self, target: _Target, at: int, size: int, encoding: str, data: bytes,
-               header_at: int, payload_at: int, tokens: list[tuple[int, int]],
-               starts: np.ndarray, regions: list[tuple[int, int, str, str]]) -> None:
-        where = f"its {encoding.upper()} bytes at byte {at} of the file"
-        if at < header_at:
-            return self._chance(target, where, "the file's prefix")
-        if at < payload_at:
-            n = int(np.searchsorted(starts, at, side="right")) - 1
-            if n >= 0 and at + size <= tokens[n][1]:
-                # inside one of the header's strings: read by step 2 (a trace there is
-                # reported there), or one of the format's own words (a class, an array name)
-                return None
-            return self._chance(target, where, "the header's numbers")
-        for start, end, what, key in regions:
-            if start <= at < end:
-                if what == "records":
-                    return self._chance(target, where, "the archive's checksums and sizes")
-                if what == "unread":
-                    break
-                if at + size > end or what == "structure" or key == "pickle" \
-                        or key in self.text_tables:
-                    # across two parts of the archive; an array's name or header (the
-                    # format's own words); the pickled part, read through the restricted
-                    # unpickler; an object array's strings, each read by step 2 (a hit
-                    # across two of them is no id's bytes)
-                    return None
-                return self._in_array(target, where, key)
-        if at >= len(data) - 32:
-            return self._chance(target, where, "the file's checksum")
-        target.places.append(f"{where}, in bytes of the file outside its header and arrays")
-        return None
-
-    def _in_array(self, target: _Target, where: str, key: str) -> None:
+    def _region_kind(self, what: str, key: str) -> str:
+        """How a hit in an archive region is read: ``"seen"`` (the format's own words, or
+        strings step 2 read), ``"records"`` (checksums and sizes), ``"numbers"``, or
+        ``"unread"`` (bytes no step read: a hit there is a trace)."""
+        if what in ("structure", "records", "unread"):
+            return "seen" if what == "structure" else what
+        if key == "pickle" or key in self.text_tables:
+            return "seen"  # the restricted unpickler's strings; an object array's strings
         array = self.decoder.array(key)
         kind = array.dtype.kind
         if kind in "US" and key in self.decoder.arrays:
-            return None  # a string array, read by step 2
+            return "seen"
         if kind in "fcbmM" or (kind in "iu" and array.dtype.itemsize > 1):
-            return self._chance(target, where, "numeric arrays")
-        target.places.append(f"{where}, in array {key} ({array.dtype}, shape {array.shape}), "
-                             "which is not a string table the audit could read")
-        return None
+            return "numbers"
+        return "unread"
 
-    def _chance(self, target: _Target, where: str, region: str) -> None:
-        found = self.chance.setdefault(target.label, {})
-        found[region] = found.get(region, 0) + 1
+    def _place(self, target: _Target, hits: np.ndarray, size: int, encoding: str,
+               header_at: int, payload_at: int, payload_end: int, n_bytes: int,
+               tokens: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               kinds: np.ndarray) -> None:
+        what = f"its {encoding.upper()} bytes"
+        self._chance(target, "the file's prefix", int(np.count_nonzero(hits < header_at)))
+        header = hits[(hits >= header_at) & (hits < payload_at)]
+        if header.size:
+            # inside one of the header's strings: read by step 2 (a trace there is reported
+            # there), or one of the format's own words (a class, an array name); else a number
+            n = np.searchsorted(tokens[:, 0], header, side="right") - 1
+            inside = (n >= 0) & (header + size <= tokens[np.maximum(n, 0), 1])
+            self._chance(target, "the header's numbers", int(np.count_nonzero(~inside)))
+        archive = hits[(hits >= payload_at) & (hits < payload_end)]
+        if archive.size:
+            n = np.searchsorted(starts, archive, side="right") - 1
+            known = n >= 0
+            n = np.maximum(n, 0)
+            whole = known & (archive < ends[n]) & (archive + size <= ends[n])
+            kind = np.where(whole, kinds[n], "seen")  # across two regions: no one's bytes
+            for label, region in (("numbers", "numeric arrays"),
+                                  ("records", "the archive's checksums and sizes")):
+                self._chance(target, region, int(np.count_nonzero(kind == label)))
+            unread = archive[(kind == "unread") | ~known]
+            for at in unread[:3].tolist():
+                key = self._region_key(at, starts, ends, payload_at)
+                target.places.append(f"{what} at byte {at} of the file, {key}")
+            if unread.size > 3:
+                target.places.append(f"{what} at {unread.size - 3} more place(s) like these")
+        rest = hits[hits >= payload_end]
+        for at in rest.tolist():
+            if at >= n_bytes - 32:
+                self._chance(target, "the file's checksum")
+            else:
+                target.places.append(f"{what} at byte {at} of the file, after its arrays")
+
+    def _region_key(self, at: int, starts: np.ndarray, ends: np.ndarray,
+                    payload_at: int) -> str:
+        regions = self._regions_cache
+        n = int(np.searchsorted(starts, at, side="right")) - 1
+        if n < 0 or at >= ends[n] or regions[n][2] == "unread":
+            return "in bytes of the archive outside its arrays"
+        key = regions[n][3]
+        array = self.decoder.array(key)
+        return (f"in array {key} ({array.dtype}, shape {array.shape}), which is not a string "
+                "table the audit could read")
+
+    def _chance(self, target: _Target, region: str, count: int = 1) -> None:
+        if count:
+            found = self.chance.setdefault(target.label, {})
+            found[region] = found.get(region, 0) + count
 
     def _chance_notes(self) -> None:
         for label, found in self.chance.items():
