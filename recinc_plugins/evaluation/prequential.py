@@ -452,11 +452,33 @@ class _Replay:
         stream, config, record = self.stream, self.config, self.record
         s, t = self.bounds[j], self.bounds[j + 1]
         lo = s - stream.n_warmup  # the step's first position among the scored events
-        if t - s == 1:  # one event: slices, not index arrays
+        if t - s == 1:  # one event: scalars and slices, not index arrays
             if self.sample is not None and not self.sample[lo]:
                 return
-            pos, ev = slice(lo, lo + 1), slice(s, t)
-        elif self.sample is None:
+            if self.rates:  # as below, in scalars: numpy calls on one value cost more
+                user, item = stream.users[s], stream.items[s]
+                t0 = time.perf_counter()
+                pred = self.model.score_encoded(self.table_u[user:user + 1].copy(),
+                                                self.table_i[item:item + 1].copy())
+                y = float(pred[0])
+                if not math.isfinite(y):
+                    self._diverged(j, "its predicted ratings are not finite")
+                if config.clip is not None:
+                    y = min(max(y, config.clip[0]), config.clip[1])
+                record.pred[lo] = y
+                record.score_s[j] += time.perf_counter() - t0
+                record.predicts_ratings = True
+                if not config.ranking:
+                    record.scored_users[j] += 1
+                    return
+            n_items = self.n_items_before[j]
+            if config.ranking and n_items:
+                t0 = time.perf_counter()
+                record.rank[lo] = self._rank(j, slice(lo, lo + 1), stream.users[s:t],
+                                             stream.items[s:t], n_items)
+                self.rank_s += time.perf_counter() - t0
+            return
+        if self.sample is None:
             pos, ev = slice(lo, lo + t - s), slice(s, t)
         else:
             pos = lo + np.flatnonzero(self.sample[lo:lo + t - s])
@@ -853,10 +875,17 @@ class _Replay:
         n_users, n_items = self.n_users_before[j + 1], self.n_items_before[j + 1]
         if n_users > self.mapped_u or n_items > self.mapped_i:
             self._map_new(n_users, n_items)
-        users, items = stream.users[s:t], stream.items[s:t]
+        if t - s == 1:  # one event: one-element copies of the tables' entries
+            user, item = stream.users[s], stream.items[s]
+            users = self.table_u[user:user + 1].copy()
+            items = self.table_i[item:item + 1].copy()
+        else:
+            users, items = stream.users[s:t], stream.items[s:t]
+            users = users.astype(np.int64) if self.identity_u else self.table_u[users]
+            items = items.astype(np.int64) if self.identity_i else self.table_i[items]
         batch = Batch(
-            users=users.astype(np.int64) if self.identity_u else self.table_u[users],
-            items=items.astype(np.int64) if self.identity_i else self.table_i[items],
+            users=users,
+            items=items,
             ratings=None if stream.ratings is None else stream.ratings[s:t],
             weights=None if stream.weights is None else stream.weights[s:t],
             timestamps=None if stream.timestamps is None else stream.timestamps[s:t],
