@@ -324,6 +324,9 @@ class ItemKNN(IncrementalRecommender):
     recent_
         ``(n_users, max(window, history))`` int array: each user's latest learned items,
         latest last, -1 before a user's first.
+    log_ : EventLog
+        Every learned event in order (8 bytes an event): what ``forget`` recounts the pairs
+        from, exactly (``docs/knn.md``, "Forgetting").
 
     Examples
     --------

@@ -262,10 +262,13 @@ def test_neural_forget_zeroes_rows_and_optimiser_state_and_cleans_the_buffers(le
     # recent items: the user's emptied, the item gone from everyone's, the rest in order
     assert not model.hist_[u].any() and model.hist_count_[u] == 0
     assert not (model.hist_ == i + 1).any()
+    # as a model that never learned them has them: the last kept items, the latest first
     lost = model._recent_items(holders)
-    for before_row, after_row in zip(recent, lost, strict=True):
+    for user, before_row, after_row in zip(holders, recent, lost, strict=True):
         kept = before_row[(before_row > 0) & (before_row != i + 1)]
-        np.testing.assert_array_equal(after_row[after_row > 0], kept)
+        np.testing.assert_array_equal(after_row[: kept.size], kept)
+        events = learned_events(model, user)
+        np.testing.assert_array_equal(after_row[after_row > 0], events[::-1][:5] + 1)
     seen = np.asarray(model.seen_.tocsr().sum(axis=1)).ravel()
     np.testing.assert_array_equal(model.hist_count_[: model.n_users], seen)
     assert (model.hist_count_[: model.n_users] <= counts).all()
@@ -286,6 +289,13 @@ def test_neural_forget_zeroes_rows_and_optimiser_state_and_cleans_the_buffers(le
     assert not model.arena_.weight[cleared].any()
     assert np.isfinite(model.last_loss_)
     assert np.isfinite(model.score("u5", ["i1", "i2"])).all()
+
+
+def learned_events(model, user: int) -> np.ndarray:
+    """The items of ``user``'s kept events, in the order learned (the stream's)."""
+    frame = model.kept_events()
+    return model.item_index_.lookup(frame["item"][frame["user"] == model.user_index_.ids_of(
+        [user])[0]].to_numpy())
 
 
 def learned_tail(model) -> pd.DataFrame:
@@ -356,6 +366,18 @@ def test_neural_from_a_file_without_the_event_log_or_buffer_count(stream, tmp_pa
     assert old.log_ is None and len(old.buffer_) == held
     old.forget(users=[GONE_USER])  # approximate: no log needed
     assert GONE_USER not in old.user_index_ and old.log_ is None
+    # without the log a forgotten item leaves the rings, the later items keep their order
+    rings = old.hist_[: old.n_users]
+    values, counts = np.unique(rings[rings > 0], return_counts=True)
+    i = int(values[np.argmax(counts)]) - 1
+    holders = np.flatnonzero((rings == i + 1).any(axis=1))
+    assert holders.size > 1
+    recent = old._recent_items(holders)
+    old.forget(items=old.item_index_.ids_of([i]))
+    assert not (old.hist_ == i + 1).any()
+    for before_row, after_row in zip(recent, old._recent_items(holders), strict=True):
+        np.testing.assert_array_equal(after_row[after_row > 0],
+                                      before_row[(before_row > 0) & (before_row != i + 1)])
     frame = old.kept_events()  # by index (the order is not known): each user's together
     assert len(frame) == old.n_events_
     assert (frame["user"] != frame["user"].shift()).sum() == frame["user"].nunique()

@@ -141,6 +141,10 @@ class NeuralRecommender(IncrementalRecommender):
         Each user's ring of recent items (item index + 1; 0 is empty).
     buffer_ : ReplayBuffer
         The replay buffer.
+    log_ : EventLog
+        Every learned event's user and item in order (8 bytes an event): ``kept_events``
+        gives them in that order, so ``forget(exact=True)`` refits on the kept stream as it
+        came.
     optimizer_, learning_rate_, reg_
         The settings in use once ``"auto"``/None are resolved.
     last_loss_ : float
@@ -684,25 +688,42 @@ class NeuralRecommender(IncrementalRecommender):
 
     def _forget_recent(self, removed: Removed, gone_user: np.ndarray,
                        gone_item: np.ndarray) -> None:
-        """The rings of recent items of every user who lost events: the forgotten users'
-        emptied, the others' rewritten without the forgotten items, for their new event
-        counts (the kept items keep their order and ages; none older comes back)."""
+        """The rings of recent items of every user who lost events, for their new event
+        counts: the forgotten users' emptied, the others' rebuilt from their kept events in
+        the log (as a model that never learned the forgotten ones has them), or, without a
+        log, rewritten without the forgotten items (the later ones keep their order and ages;
+        none older comes back)."""
         lost = np.union1d(removed.pair_users, removed.users)
-        recent = self._recent_items(lost) if self.history and lost.size else None
+        recent = None
+        if self.history and lost.size and self.log_ is None:
+            recent = self._recent_items(lost)
         np.subtract.at(self.hist_count_, removed.pair_users,
                        np.rint(removed.counts).astype(np.int64))
         self.hist_count_[removed.users] = 0
         np.maximum(self.hist_count_, 0, out=self.hist_count_)
-        if recent is None:
+        if not self.history or not lost.size:
             return
         self.hist_[lost] = 0
+        length = self.hist_.shape[1]
+        if recent is None:  # from the log, whose forgotten events are gone already
+            owners, items = self.log_.sequences(lost, gone_user.size)
+            if not owners.size:
+                return
+            ends = np.flatnonzero(np.r_[owners[1:] != owners[:-1], True]) + 1
+            take = np.minimum(np.diff(np.r_[0, ends]), length)
+            age = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+            users = np.repeat(owners[ends - 1], take)
+            # the latest first: age 0 is the user's last event
+            picked = items[np.repeat(ends, take) - 1 - age]
+            slots = (self.hist_count_[users] - 1 - age) % length
+            self.hist_[users, slots] = picked + 1
+            return
         marked = np.concatenate([[False], gone_item])
         keep = (recent > 0) & ~gone_user[lost][:, None]
         keep[keep] = ~marked[recent[keep]]
         order = np.argsort(~keep, axis=1, kind="stable")  # the kept ones first, in order
         items = np.take_along_axis(recent, order, axis=1)
         keep = np.take_along_axis(keep, order, axis=1)
-        length = self.hist_.shape[1]
         slots = (self.hist_count_[lost][:, None] - 1 - np.arange(length)[None, :]) % length
         row, age = np.nonzero(keep)
         self.hist_[lost[row], slots[row, age]] = items[row, age]
