@@ -10,9 +10,9 @@ import pandas as pd
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
 from ..context import Context
+from ..eventlog import EventLog
 from ..forget import ForgetReport, Removed
 from ..growth import grown
-from ..knn import EventLog
 from ..params import check_choice, check_int, check_number, check_seed
 from .embeddings import EmbeddingArena
 from .replay import ReplayBuffer
