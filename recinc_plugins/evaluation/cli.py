@@ -19,22 +19,31 @@ DEFAULT_MODELS = (*_BASELINES, "implicit-als", "lightfm", "river-baseline", "riv
                   "surprise-baseline")
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--data-home``: what ``recinc compare`` and ``recinc freshness`` read."""
     parser.add_argument("--data", default="synthetic",
                         help="dataset name (see `recinc datasets`) or a CSV/Parquet/MovieLens "
                              "path (default: the built-in synthetic stream)")
     parser.add_argument("--data-home", default=None,
                         help="folder holding named datasets (default: $RECINC_DATA_HOME)")
+
+
+def add_param_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--param NAME.KEY=VALUE`` (repeatable), with ``example`` in its help."""
+    parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
+                        help=f"a model parameter, e.g. --param {example} (repeatable; values "
+                             "are Python literals, true/false/yes/no, none, or plain strings)")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
     parser.add_argument("--models", default=None,
                         help="comma-separated model names (see `recinc models`), or 'all' for "
                              "every installed built-in model; default: the baselines and the "
                              "installed fast models ("
                              + ", ".join(DEFAULT_MODELS[len(_BASELINES):]) + "), "
                              f"each stopped after {DEFAULT_BUDGET_S:g} s")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
-                        help="a model parameter, e.g. --param decayed-popularity.half_life=500 "
-                             "(repeatable; values are Python literals, true/false/yes/no, "
-                             "none, or plain strings)")
+    add_param_argument(parser, "decayed-popularity.half_life=500")
     parser.add_argument("--step", default="1000",
                         help="events per step (1: every event), or a duration like 1D "
                              "(default: 1000)")

@@ -290,15 +290,12 @@ def freshness(
 
 def add_freshness_arguments(parser: Any) -> None:
     """The arguments of ``recinc freshness``."""
-    parser.add_argument("--data", default="synthetic",
-                        help="dataset name (see `recinc datasets`) or a CSV/Parquet/MovieLens "
-                             "path (default: the built-in synthetic stream)")
-    parser.add_argument("--data-home", default=None,
-                        help="folder holding named datasets (default: $RECINC_DATA_HOME)")
+    from .cli import add_data_arguments, add_param_argument
+
+    add_data_arguments(parser)
     parser.add_argument("--models", required=True,
                         help="comma-separated model names (see `recinc models`)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME.KEY=VALUE",
-                        help="a model parameter, e.g. --param item-knn.window=10 (repeatable)")
+    add_param_argument(parser, "item-knn.window=10")
     parser.add_argument("--k", type=int, default=10, help="the cut-off K (default: 10)")
     parser.add_argument("--intervals", default=",".join(str(i) for i in INTERVALS),
                         help="comma-separated update intervals: events per step or durations "
