@@ -216,3 +216,16 @@ def test_a_killed_local_worker_fails_its_cell_and_the_others_finish(tmp_path):
 def test_the_example_spec_is_valid():
     spec = load_spec(Path(__file__).resolve().parent.parent / "examples" / "grid.toml")
     assert len(spec.cells()) == 42 and spec.protocol.ks == (10, 20)
+
+
+def test_tuning_refuses_a_stream_with_deletion_requests_instead_of_dropping_them():
+    pytest.importorskip("ray")
+    from recinc_plugins.grid.tune import tune_model
+
+    frame = synthetic_stream(n_events=600, n_users=40, n_items=60, feedback="implicit", seed=3)
+    frame = frame.assign(event="view")
+    request = frame.iloc[[300]].assign(event="delete", item=None)
+    with_request = pd.concat([frame.iloc[:300], request, frame.iloc[300:]], ignore_index=True)
+    with pytest.raises(ValueError, match="1 deletion request"):
+        tune_model("decayed-popularity", {"half_life": "randint(10, 100)"}, with_request,
+                   progress=False)

@@ -336,6 +336,12 @@ def tune_model(model: str, space: str | Path | Mapping[str, Any],
 
         frame, label = load_dataset(data), str(data)
     full = Stream(frame, step=step, warmup=0)  # validated, in replay order
+    if full.deletions is not None:
+        raise ValueError(
+            f"{label} carries {len(full.deletions)} deletion request(s) (rows whose 'event' is "
+            "'delete'): tuning replays parts of the stream and would drop them; tune on the "
+            "events without them, then compare with the requests (recinc compare "
+            "--deletions)")
     ordered = full.frame
     split = round(tune_until * len(ordered))
     part = ordered.iloc[:split]
