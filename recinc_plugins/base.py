@@ -11,11 +11,11 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .capabilities import Capabilities
 from .coldstart import COLD_STARTS, NEWCOMER_EVENTS, NEWCOMER_HALF_LIFE, ColdStart, Newcomer
 from .context import Context
 from .forget import Forgetting
@@ -30,41 +30,6 @@ __all__ = ["COLD_STARTS", "FORMAT_VERSION", "NEWCOMER_EVENTS", "NEWCOMER_HALF_LI
            "Recommendations", "top_k"]
 
 Self = TypeVar("Self", bound="IncrementalRecommender")
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a model can learn from and do; the harness reads ``implicit``, ``recinc models``
-    shows them all.
-
-    Attributes
-    ----------
-    explicit
-        Learns from ratings and predicts them (``score`` is a predicted rating).
-    implicit
-        Learns from implicit feedback (presence, or a ``weight``); ratings are then used as
-        weights. A model that is not implicit needs a ``rating`` column.
-    update
-        Cost class of ``partial_fit``: ``"per-event"`` (work proportional to the new events),
-        ``"touched"`` (work proportional to the touched users' and items' histories),
-        ``"refit"`` (retrains on the history, possibly periodically).
-    cold_start
-        How unknown users can be answered: ``"popularity"`` (the shared, flagged fallback,
-        which models with a ``cold_start`` parameter can switch to ``"newcomer"``) or
-        ``"features"`` (through side features when given, else that fallback).
-    side_features
-        Accepts user/item side features.
-    context
-        Scores a user with its recent events given as context (``score_block(users,
-        context)``), unknown users too; the others ignore context.
-    """
-
-    explicit: bool = False
-    implicit: bool = True
-    update: str = "per-event"
-    cold_start: str = "popularity"
-    side_features: bool = False
-    context: bool = False
 
 
 class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc.ABC):
@@ -219,9 +184,14 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         """``partial_fit`` for a :class:`Batch` already in this model's indices (from
         ``add_ids``): no frame is validated or encoded. A refused batch raises before anything
         changes, as ``partial_fit``'s does."""
-        self._ensure_state()
+        # called once per step by the replay (every event, at one event per step): the
+        # steps of _ensure_state and _ingest_and_learn inline
+        if not hasattr(self, "user_index_"):
+            self._reset()
         self._check_and_prepare(batch, *self._grown)
-        self._ingest_and_learn(batch)
+        self._ingest(batch)
+        if batch.users.size:
+            self._partial_fit(batch)
         return self
 
     def score_block(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
