@@ -165,29 +165,31 @@ class SharedState:
 
     def _ingest(self, batch: Batch) -> None:
         """Update the shared state with a batch (indices already in the id maps)."""
-        self._sync_size()
-        n = len(batch)
+        if (len(self.user_index_), len(self.item_index_)) != self._grown:
+            self._sync_size()
+        n = batch.users.size
         if n == 0:
             return
         settings = self._newcomer_settings()
         if settings is not None and not self._newcomer_synced():
             self._restart_newcomer()  # switched on after learning without it
         values = getattr(self, "pair_values_", None)
-        if values is None and (batch.ratings is not None or batch.weights is not None):
+        strengths = batch.ratings if batch.ratings is not None else batch.weights
+        if values is None and strengths is not None:
             # started from seen_ before this batch: its events count by their own strength
             values = self.pair_values_ = self._start_pair_values()
         if n == 1:  # one event (a River loop, the harness at one event per step): scalars
             u, i = int(batch.users[0]), int(batch.items[0])
             self.seen_.add_one(u, i, 1.0)
             self.item_counts_[i] += 1.0
-            if batch.ratings is not None or batch.weights is not None:
-                values.add_one(u, i, float(batch.values[0]))
+            if strengths is not None:
+                values.add_one(u, i, float(strengths[0]))
             elif values is not None:
                 values.add_one(u, i, 1.0)
         else:
             self.seen_.add(batch.users, batch.items, 1.0)
-            if batch.ratings is not None or batch.weights is not None:
-                values.add(batch.users, batch.items, batch.values)
+            if strengths is not None:
+                values.add(batch.users, batch.items, strengths)
             elif values is not None:
                 values.add(batch.users, batch.items, 1.0)
             if n * 16 < self.item_counts_.size:  # small step: touch only its items
