@@ -163,8 +163,8 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
 
     # -- the encoded interface: what the evaluation harness uses -----------------------------
     # Ids in, dense indices out (``add_ids``), then everything in indices. Every model gets it
-    # from the hooks below; overriding ``shared_scores`` or ``item_vectors``/``user_vectors``
-    # only makes the harness faster, never changes a number.
+    # from the hooks below; overriding ``shared_scores``, ``item_vectors``/``user_vectors`` or
+    # ``score_then_learn_encoded`` only makes the harness faster, never changes a number.
 
     def reset(self: Self) -> Self:
         """Forget everything learned: the model is as after ``fit`` on no events."""
@@ -193,6 +193,14 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         if batch.users.size:
             self._partial_fit(batch)
         return self
+
+    def score_then_learn_encoded(self, batch: Batch) -> np.ndarray | None:
+        """``score_encoded`` of each event of ``batch`` just before it is learned, one event at
+        a time (an id not learned before its event scored as unknown, -1), the model ending as
+        ``learn_encoded(batch)`` leaves it; or None, changing nothing, where the model has no
+        such fast path (the default; an empty batch asks). The harness replays runs of
+        one-event steps whose only measure is the rating through it: one call, not two per step."""
+        return None
 
     def score_block(self, users: np.ndarray, context: Context | None = None) -> np.ndarray:
         """Scores of every item (``n_items`` columns, in index order) for known users given as
