@@ -142,6 +142,12 @@ class RiverRanker(IncrementalRecommender):
         learn = self.model_.learn_one
         user_keys, item_keys = self._user_keys, self._item_keys
         users, items = batch.users.tolist(), batch.items.tolist()
+        if len(users) == 1:  # a one-event step: what learn_one costs, and little more
+            u, i = users[0], items[0]
+            learn(user_keys[u], item_keys[i], batch.values.item())
+            self._stale_users.add(u)
+            self._stale_items.add(i)
+            return
         for u, i, y in zip(users, items, batch.values.tolist(), strict=True):
             learn(user_keys[u], item_keys[i], y)
         # River's dicts are the model: the arrays catch up when a vectorised score reads them
@@ -160,6 +166,26 @@ class RiverRanker(IncrementalRecommender):
         self._ensure_state()
         batch = self._encode(frame)
         self._ingest(batch)
+        return self._predict_and_learn(batch)
+
+    def score_then_learn_encoded(self, batch: Batch) -> np.ndarray | None:
+        """River's own loop on an encoded batch (the harness's fast path for one-event steps,
+        :meth:`IncrementalRecommender.score_then_learn_encoded`): ``predict_one`` then
+        ``learn_one`` per event. ``predict_one`` gives what ``score_encoded`` gives, an id not
+        learned yet included (River's next draw either way), so a replay through it has the
+        numbers of one through ``score_encoded`` and ``learn_encoded``. None for a Ranker whose
+        state cannot be read (``score_encoded`` answers its unknown ids with the cold-start
+        fallback, not with ``predict_one``)."""
+        if not hasattr(self, "user_index_"):
+            self._reset()
+        if not self.vectorised_:
+            return None
+        self._check_and_prepare(batch, *self._grown)
+        self._ingest(batch)
+        return self._predict_and_learn(batch)
+
+    def _predict_and_learn(self, batch: Batch) -> np.ndarray:
+        """``predict_one`` then ``learn_one`` for each event of a batch already ingested."""
         if not len(batch):
             return np.empty(0)
         predict, learn = self.model_.predict_one, self.model_.learn_one
@@ -349,12 +375,12 @@ class RiverRanker(IncrementalRecommender):
             self._sync_size()  # ids added with add_ids since the model last learned
             return super().score_encoded(users, items)
         users, items = np.asarray(users).tolist(), np.asarray(items).tolist()
-        if len(users) == 1 and 0 <= users[0] < len(self._user_keys) \
-                and 0 <= items[0] < len(self._item_keys):
-            # a one-event step of a replay: no numpy call but the array returned
-            y = self._predict_one(self._user_keys[users[0]], self._item_keys[items[0]])
-            if y is not None:
-                return np.array([y], dtype=np.float64)
+        if len(users) == 1:  # a one-event step of a replay: no numpy call but the array returned
+            u, i = users[0], items[0]
+            if 0 <= u < len(self._user_keys) and 0 <= i < len(self._item_keys):
+                y = self._predict_one(self._user_keys[u], self._item_keys[i])
+                if y is not None:
+                    return np.array([y], dtype=np.float64)
         try:
             user_ids, item_ids = self._ids_of(users, items)
         except IndexError:  # ids given by add_ids since the model last learned get keys first
@@ -419,23 +445,25 @@ class RiverRanker(IncrementalRecommender):
         """River's ``predict_one(user, item)`` read from its dicts with its arithmetic (bit for
         bit), without touching the model; None when River has not learned one of the ids.
         For the three readable model kinds."""
+        # dict.get, not [], which would insert a missing id (River's dicts are defaultdicts)
         model, kind = self.model_, self.kind_
         if kind == "biased_mf":
-            ub, ib, ul, il = model.u_biases, model.i_biases, model.u_latents, model.i_latents
-            if user in ub and item in ib and user in ul and item in il:
+            ub, ib = model.u_biases.get(user), model.i_biases.get(item)
+            ul, il = model.u_latents.get(user), model.i_latents.get(item)
+            if ub is not None and ib is not None and ul is not None and il is not None:
                 y = model.global_mean.get()  # the order of BiasedMF.predict_one
-                y += ub[user]
-                y += ib[item]
-                y += np.dot(ul[user], il[item])
+                y += ub
+                y += ib
+                y += np.dot(ul, il)
                 return y
         elif kind == "baseline":
-            ub, ib = model.u_biases, model.i_biases
-            if user in ub and item in ib:
-                return model.global_mean.get() + ub[user] + ib[item]
+            ub, ib = model.u_biases.get(user), model.i_biases.get(item)
+            if ub is not None and ib is not None:
+                return model.global_mean.get() + ub + ib
         else:
-            ul, il = model.u_latents, model.i_latents
-            if user in ul and item in il:
-                return np.dot(ul[user], il[item])
+            ul, il = model.u_latents.get(user), model.i_latents.get(item)
+            if ul is not None and il is not None:
+                return np.dot(ul, il)
         return None
 
     def _exact_pairs(self, users: list, items: list) -> np.ndarray:
