@@ -453,8 +453,56 @@ class _Replay:
         s, t = self.bounds[j], self.bounds[j + 1]
         lo = s - stream.n_warmup  # the step's first position among the scored events
         if t - s == 1:  # one event: scalars and slices, not index arrays
+            if j < getattr(self, "fused_until", 0):
+                return  # scored and learned already, with the run of steps it is in
             if self.sample is not None and not self.sample[lo]:
                 return
+            if self.rates and not config.ranking and self.sample is None and not self.groups:
+                # rating only: a run of one-event steps through the model's fast path,
+                # score_then_learn_encoded (one call, not two per step, and the same numbers);
+                # a run stops before a larger step and at a checkpoint
+                fused = getattr(self, "fused", None)
+                if fused is None:  # an empty batch asks whether the model has the path
+                    empty = np.empty(0, dtype=np.int64)
+                    fused = self.fused = self.model.score_then_learn_encoded(
+                        Batch(users=empty, items=empty, ratings=np.empty(0))) is not None
+                if fused:
+                    bounds, end = self.bounds, min(stream.n_steps, j + 1024)
+                    every = config.checkpoint_every if config.checkpoint_dir else 0
+                    if every:
+                        end = min(end, (j // every + 1) * every)
+                    last = j + 1
+                    while last < end and bounds[last + 1] - bounds[last] == 1:
+                        last += 1
+                    self._map_new(self.n_users_before[last], self.n_items_before[last])
+                    stop = bounds[last]
+                    users, items = stream.users[s:stop], stream.items[s:stop]
+                    batch = Batch(
+                        users=users.astype(np.int64) if self.identity_u else self.table_u[users],
+                        items=items.astype(np.int64) if self.identity_i else self.table_i[items],
+                        ratings=stream.ratings[s:stop],
+                        weights=None if stream.weights is None else stream.weights[s:stop],
+                        timestamps=(None if stream.timestamps is None
+                                    else stream.timestamps[s:stop]),
+                        frame=stream.frame.iloc[s:stop] if stream.has_extra_columns else None,
+                    )
+                    t0 = time.perf_counter()
+                    pred = np.asarray(self.model.score_then_learn_encoded(batch),
+                                      dtype=np.float64)
+                    seconds = time.perf_counter() - t0
+                    self.fused_until = last
+                    bad = ~np.isfinite(pred)
+                    if bad.any():  # the model has learned the whole run
+                        self._diverged(j + int(bad.argmax()),
+                                       "its predicted ratings are not finite")
+                    if config.clip is not None:
+                        pred = np.clip(pred, config.clip[0], config.clip[1])
+                    record.pred[lo:lo + pred.size] = pred
+                    # the run's time, its predictions included, spread over its steps
+                    record.update_s[j:last] = seconds / (last - j)
+                    record.predicts_ratings = True
+                    record.extra["fused_steps"] = record.extra.get("fused_steps", 0) + last - j
+                    return
             if self.rates:  # as below, in scalars: numpy calls on one value cost more
                 user, item = stream.users[s], stream.items[s]
                 t0 = time.perf_counter()
@@ -870,6 +918,8 @@ class _Replay:
     # -- learning ----------------------------------------------------------------------------
 
     def _learn_step(self, j: int) -> None:
+        if j < getattr(self, "fused_until", 0):
+            return  # learned with its prediction, in a run of one-event steps (_score_step)
         stream, record = self.stream, self.record
         s, t = self.bounds[j], self.bounds[j + 1]
         n_users, n_items = self.n_users_before[j + 1], self.n_items_before[j + 1]
