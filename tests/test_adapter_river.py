@@ -33,7 +33,8 @@ ADAPTERS = [
                  lambda: reco.Baseline(optimizer=optim.SGD(0.02)), id="baseline"),
     pytest.param(RiverBiasedMF, _tutorial_params(), lambda: reco.BiasedMF(**_tutorial_params()),
                  id="biasedmf"),
-    pytest.param(RiverFunkMF, {"n_factors": 5, "seed": 3},
+    # River's own default optimiser, given explicitly (the adapter's default is a smaller step)
+    pytest.param(RiverFunkMF, {"n_factors": 5, "seed": 3, "optimizer": optim.SGD(0.1)},
                  lambda: reco.FunkMF(n_factors=5, seed=3), id="funkmf"),
 ]
 
@@ -245,3 +246,164 @@ def test_a_large_encoded_call_with_ids_added_but_not_learned_yet_is_scored(expli
     scores = model.score_encoded(users, items)
     np.testing.assert_array_equal(scores[:20], [twin.predict_one(u, "fresh") for u in known])
     assert scores[20] == twin.predict_one("late", "fresh")
+
+
+# -- the harness's fast path for one-event steps (score_then_learn_encoded) --------------------
+
+
+def _per_step(cls: type) -> type:
+    """The adapter without its fast path: the replay then calls score_encoded and
+    learn_encoded once per step, as for any model."""
+    return type(f"PerStep{cls.__name__}", (cls,),
+                {"score_then_learn_encoded": lambda self, batch: None})
+
+
+def _replay(model, stream, **config):
+    from recinc_plugins.evaluation.prequential import ReplayConfig, replay
+
+    return replay("m", model, stream, ReplayConfig(ranking=False, rating="always", **config))
+
+
+def _same_river_state(a, b) -> None:
+    for name in ("u_biases", "i_biases", "u_latents", "i_latents"):
+        if hasattr(b, name):
+            mine, theirs = getattr(a, name), getattr(b, name)
+            assert mine.keys() == theirs.keys()
+            assert all(np.array_equal(mine[key], theirs[key]) for key in theirs)
+    if hasattr(b, "global_mean"):
+        assert a.global_mean.get() == b.global_mean.get()
+
+
+@pytest.mark.parametrize(("cls", "params", "native_factory"), ADAPTERS)
+def test_replay_through_the_fast_path_gives_the_per_step_numbers(cls, params, native_factory,
+                                                                  explicit_stream):
+    from recinc_plugins.evaluation import Stream
+
+    # a warm-up, then one-event steps with three-event ones among them (shared timestamps):
+    # runs of one-event steps go through one call each and stop at the larger steps
+    frame = explicit_stream.iloc[:1500].copy()
+    hours = np.arange(len(frame))
+    hours[200::37] -= 1  # each of these events shares the hour of the one before it ...
+    hours[201::37] -= 2  # ... and so does the next one: steps of 3 events
+    frame["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(hours, unit="h")
+    stream = Stream(frame, step="1h", warmup=150)
+    sizes = np.diff(stream.bounds)
+    assert sizes.max() == 3 and (sizes == 1).sum() > 1000
+
+    fast, slow = cls(**params), _per_step(cls)(**params)
+    fast_record, slow_record = _replay(fast, stream), _replay(slow, stream)
+    np.testing.assert_array_equal(fast_record.pred, slow_record.pred)
+    assert np.isfinite(fast_record.pred).all()
+    assert fast_record.extra["fused_steps"] == (sizes == 1).sum()
+    assert "fused_steps" not in slow_record.extra
+    _same_river_state(fast.model_, slow.model_)
+    native = native_factory()  # and both are River's own loop
+    _river_loop(native, frame.sort_values("timestamp", kind="stable"))
+    _same_river_state(fast.model_, native)
+    assert fast.n_events_ == slow.n_events_ == len(frame)
+    np.testing.assert_array_equal(fast.item_counts_, slow.item_counts_)
+    assert (fast.seen_.tocsr() != slow.seen_.tocsr()).nnz == 0
+
+
+class CrashingBiasedMF(RiverBiasedMF):
+    """BiasedMF whose fast path fails on its n-th call, as a crash mid-replay would."""
+
+    crash_at: int | None = None
+
+    def score_then_learn_encoded(self, batch):
+        self.calls_ = getattr(self, "calls_", 0) + 1
+        if self.calls_ == CrashingBiasedMF.crash_at:
+            raise RuntimeError("crash")
+        return super().score_then_learn_encoded(batch)
+
+
+def test_runs_of_one_event_steps_stop_at_checkpoints_so_a_crashed_replay_resumes_exactly(
+        explicit_stream, tmp_path):
+    from recinc_plugins.evaluation import Stream, compare
+
+    stream = Stream(explicit_stream.iloc[:2000], step=1, warmup=100)
+    full = compare({"mf": CrashingBiasedMF(**_tutorial_params())}, stream, target="rating")
+    CrashingBiasedMF.crash_at = 7  # the probe (an empty batch), then runs of 300 steps
+    try:
+        crashed = compare({"mf": CrashingBiasedMF(**_tutorial_params())}, stream,
+                          target="rating", checkpoint_dir=tmp_path, checkpoint_every=300)
+    finally:
+        CrashingBiasedMF.crash_at = None
+    assert "RuntimeError: crash" in crashed.failures["mf"]
+    resumed = compare({"mf": CrashingBiasedMF(**_tutorial_params())}, stream, target="rating",
+                      checkpoint_dir=tmp_path, checkpoint_every=300, resume=True)
+    record = resumed.records["mf"]
+    assert record.resumed_from == 1500
+    np.testing.assert_array_equal(record.pred, full.records["mf"].pred)
+    assert record.extra["fused_steps"] == stream.n_steps  # before the crash and after it
+
+
+def test_a_model_without_the_fast_path_is_asked_and_changes_nothing(explicit_stream):
+    from recinc_plugins.baselines import Popularity
+
+    empty = np.empty(0, dtype=np.int64)
+    for model in (Popularity().fit(explicit_stream.iloc[:100]),
+                  pytest.warns(UserWarning, match="cannot be read")):
+        if not isinstance(model, Popularity):
+            with model:
+                model = RiverRanker(reco.RandomNormal(seed=1)).fit(explicit_stream.iloc[:100])
+        before = (model.n_events_, model.n_users, model.n_items)
+        u, i = model.add_ids(users=[explicit_stream["user"].iloc[0]],
+                             items=[explicit_stream["item"].iloc[0]])
+        assert model.score_then_learn_encoded(Batch(users=u, items=i,
+                                                    ratings=np.array([4.0]))) is None
+        assert (model.n_events_, model.n_users, model.n_items) == before
+    river = RiverBiasedMF(**_tutorial_params()).fit(explicit_stream.iloc[:100])
+    out = river.score_then_learn_encoded(Batch(users=empty, items=empty, ratings=np.empty(0)))
+    assert out is not None and out.size == 0 and river.n_events_ == 100
+
+
+# -- FunkMF's defaults (issue 16) ----------------------------------------------------------
+
+
+def _first_nan(native, frame: pd.DataFrame) -> int | None:
+    """River's own loop: the first event whose prediction is not finite, or None."""
+    for n, (user, item, y) in enumerate(zip(frame["user"].tolist(), frame["item"].tolist(),
+                                            frame["rating"].tolist(), strict=True)):
+        if not np.isfinite(native.predict_one(user, item)):
+            return n
+        native.learn_one(user, item, y)
+    return None
+
+
+def test_funkmf_at_its_defaults_stays_finite_where_rivers_default_step_diverges():
+    from recinc_plugins.data import synthetic_stream
+    from recinc_plugins.evaluation import Stream, compare
+
+    # ratings 1-5 with users of a few hundred events: River's FunkMF defaults (SGD(0.1))
+    # diverge here as they do on ml-100k (NaN after 1,534 events there)
+    frame = synthetic_stream(n_events=5000, n_users=200, n_items=400, seed=7)
+    stream = Stream(frame, step=1)
+    nan_at = _first_nan(reco.FunkMF(seed=0), stream.frame)
+    assert nan_at is not None and nan_at > 1000
+
+    models = {"default": RiverFunkMF(seed=0),
+              "rivers-step": RiverFunkMF(seed=0, optimizer=optim.SGD(0.1)),
+              "rivers-step-per-step": _per_step(RiverFunkMF)(seed=0,
+                                                             optimizer=optim.SGD(0.1))}
+    result = compare(models, stream, target="rating", clip=(1, 5))
+    summary = result.summary.set_index("model")
+    assert summary.loc["default", "status"] == "ok"
+    # finite, and below what a model that learned nothing scores (every prediction under the
+    # scale, clipped to 1: 2.44)
+    floor = float(np.sqrt(np.mean((frame["rating"].to_numpy() - 1.0) ** 2)))
+    assert 1.0 < summary.loc["default", "rmse"] < floor - 0.1
+    # River's own step, passed explicitly, is River's: it diverges at River's event, and the
+    # fast path reports the step the per-step replay reports
+    assert result.diverged == {"rivers-step": nan_at, "rivers-step-per-step": nan_at}
+
+
+def test_funkmf_defaults_on_ml100k_stay_finite_for_ratings_and_ranking(ml100k):
+    from recinc_plugins.evaluation import Stream, compare
+
+    rating = compare({"funk": RiverFunkMF(seed=0)}, Stream(ml100k, step=1), target="rating",
+                     clip=(1, 5)).summary.iloc[0]
+    assert rating["status"] == "ok" and 1.2 < rating["rmse"] < 1.45
+    ranking = compare({"funk": RiverFunkMF(seed=0)}, Stream(ml100k, step=1000),
+                      target="ranking").summary.iloc[0]
+    assert ranking["status"] == "ok" and ranking["recall@10"] > 0.04
