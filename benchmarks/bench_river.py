@@ -1,6 +1,6 @@
 """River adapters on MovieLens 100K: same numbers as River's own loop, and how fast.
 
-Run: ``RECINC_DATA_HOME=/path/holding/ml-100k python benchmarks/bench_river.py`` (about a
+Run: ``RECINC_DATA_HOME=/path/holding/ml-100k python benchmarks/bench_river.py`` (about two
 minute on one core; ``--model baseline`` or ``funkmf`` for the other adapters). The stream is
 ml-100k in timestamp order (stable on ties); the models have River's MovieLens tutorial
 parameters (BiasedMF: 10 factors, SGD 0.025 for biases and 0.05 for latents, Normal(0, 0.1)
@@ -11,10 +11,14 @@ initialiser, seed 73; Baseline and FunkMF the matching subset). It prints:
    - River's own loop: ``predict_one`` then ``learn_one`` per event (the reference);
    - ``predict_then_learn``: the same loop run by the adapter on the whole frame;
    - the evaluation harness, ``compare(..., Stream(frame, step=1), target="rating")`` (the
-     same as ``recinc compare --target rating --step 1``): one ``score_encoded`` and one
-     ``learn_encoded`` call per event through the public encoded interface.
+     same as ``recinc compare --target rating --step 1``): runs of one-event steps through
+     the adapter's ``score_then_learn_encoded`` (River's loop on an encoded batch, up to 1,024
+     steps a call);
+   - the same replay with that fast path off (an adapter subclass without it): one
+     ``score_encoded`` and one ``learn_encoded`` call per event through the public encoded
+     interface, as for any model, and as for River in a ranking replay.
    The MAE differences must be below 1e-9; the time ratios are against River's loop. Then the
-   harness/native ratio split into its parts: River's own work (1.00x), the adapter's cost
+   per-step replay's ratio split into its parts: River's own work (1.00x), the adapter's cost
    beyond it, the interface's shared bookkeeping (``learn_encoded`` of a model that learns
    nothing: id maps, seen matrix, counts) and the harness's per-step machinery (the rest).
 2. Top-10 over the full catalogue for ``--users`` users: ``Ranker.rank`` (River: ``predict_one``
@@ -82,6 +86,13 @@ class NoLearning(IncrementalRecommender):
         return np.zeros((users.size, self.n_items))
 
 
+def per_step(cls: type) -> type:
+    """The adapter without its fast path for runs of one-event steps: the replay then scores
+    and learns each step with one ``score_encoded`` and one ``learn_encoded`` call."""
+    return type(f"PerStep{cls.__name__}", (cls,),
+                {"score_then_learn_encoded": lambda self, batch: None})
+
+
 def interface_loop(model: IncrementalRecommender, frame: pd.DataFrame, calls: str) -> float:
     """CPU seconds for the harness's calls on one-event steps, without the harness: per event,
     ``score_encoded`` (an id not learned yet is -1, as the harness passes it), then ``add_ids``
@@ -132,8 +143,8 @@ def main() -> None:
     # single-threaded): other jobs on a shared machine weigh less than on wall time; and the
     # loops take turns, so what load remains weighs on each of them alike
     stream = Stream(frame, step=1)
-    times: dict[str, list[float]] = {key: [] for key in ("native", "fused", "harness",
-                                                         "interface", "bookkeeping", "plumbing")}
+    times: dict[str, list[float]] = {key: [] for key in (
+        "native", "fused", "harness", "steps", "interface", "bookkeeping", "plumbing")}
     for _ in range(args.repeats):
         native_preds, t, native = river_loop(frame, args.model)
         times["native"].append(t)
@@ -145,21 +156,29 @@ def main() -> None:
         result = compare({args.model: adapter_cls(**tutorial_params(args.model))}, stream, k=10,
                          target="rating", clip=(1, 5))
         times["harness"].append(time.process_time() - t0)
+        t0 = time.process_time()
+        stepwise = compare({args.model: per_step(adapter_cls)(**tutorial_params(args.model))},
+                           stream, k=10, target="rating", clip=(1, 5))
+        times["steps"].append(time.process_time() - t0)
         times["interface"].append(interface_loop(adapter_cls(**tutorial_params(args.model)),
                                                  frame, "all"))
         times["bookkeeping"].append(interface_loop(NoLearning(), frame, "learn"))
         times["plumbing"].append(interface_loop(NoLearning(), frame, "none"))
     best = {key: min(values) for key, values in times.items()}
+    n = len(frame)
     n_mae, n_rmse = errors(native_preds, truth)
     f_mae, f_rmse = errors(fused_preds, truth)
     h_mae = float(result.summary["mae"].iloc[0])
     h_rmse = float(result.summary["rmse"].iloc[0])
+    s_mae = float(stepwise.summary["mae"].iloc[0])
+    s_rmse = float(stepwise.summary["rmse"].iloc[0])
     print(f"\nprequential, predict then learn each event (clipped to 1..5), best of "
           f"{args.repeats}")
     print(f"{'loop':<34}{'MAE':>12}{'RMSE':>12}{'|dMAE|':>10}{'cpu s':>9}{'ratio':>7}")
     rows = [("River predict_one + learn_one", n_mae, n_rmse, best["native"]),
             (f"{adapter_cls.__name__}.predict_then_learn", f_mae, f_rmse, best["fused"]),
-            ("harness compare(step=1)", h_mae, h_rmse, best["harness"])]
+            ("harness compare(step=1)", h_mae, h_rmse, best["harness"]),
+            ("  the same, per-step calls", s_mae, s_rmse, best["steps"])]
     for name, mae, rmse, t in rows:
         print(f"{name:<34}{mae:>12.9f}{rmse:>12.9f}{abs(mae - n_mae):>10.1e}{t:>9.2f}"
               f"{t / best['native']:>6.2f}x")
@@ -168,7 +187,6 @@ def main() -> None:
         print(f"same final model: "
               f"{np.array_equal(adapter.model_.u_latents[user], native.u_latents[user])}")
 
-    n = len(frame)
     parts = [
         ("River's own work (predict_one + learn_one)", best["native"]),
         ("adapter (score_encoded + learn_encoded beyond River's work and the bookkeeping)",
@@ -176,10 +194,13 @@ def main() -> None:
         ("interface bookkeeping (learn_encoded of a model that learns nothing)",
          best["bookkeeping"] - best["plumbing"]),
         ("harness per-step machinery (compare's loop around those calls)",
-         best["harness"] - best["interface"] + best["plumbing"]),
+         best["steps"] - best["interface"] + best["plumbing"]),
     ]
     print(f"\nharness/native ratio, compare(..., Stream(frame, step=1), target=\"rating\"): "
-          f"{best['harness'] / best['native']:.2f}x, made of")
+          f"{best['harness'] / best['native']:.2f}x "
+          f"({(best['harness'] - best['native']) / n * 1e6:.2f} us/event beyond River's loop)")
+    print(f"with per-step calls (the fast path off): {best['steps'] / best['native']:.2f}x, "
+          "made of")
     for name, t in parts:
         print(f"  {t / best['native']:5.2f}x {t / n * 1e6:6.2f} us/event  {name}")
 
