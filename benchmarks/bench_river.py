@@ -1,7 +1,7 @@
 """River adapters on MovieLens 100K: same numbers as River's own loop, and how fast.
 
 Run: ``RECINC_DATA_HOME=/path/holding/ml-100k python benchmarks/bench_river.py`` (about two
-minute on one core; ``--model baseline`` or ``funkmf`` for the other adapters). The stream is
+minutes on one core; ``--model baseline`` or ``funkmf`` for the other adapters). The stream is
 ml-100k in timestamp order (stable on ties); the models have River's MovieLens tutorial
 parameters (BiasedMF: 10 factors, SGD 0.025 for biases and 0.05 for latents, Normal(0, 0.1)
 initialiser, seed 73; Baseline and FunkMF the matching subset). It prints:
