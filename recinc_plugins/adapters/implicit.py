@@ -40,6 +40,16 @@ from ..forget import Removed
 from ..growth import grown
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
 from ..sparse import concat_ranges
+from ._context import (
+    check_context,
+    hashed,
+    inverse_cdf,
+    positives,
+    row_keys,
+    running_grams,
+    uniform,
+    weighted_grams,
+)
 from ._history import History
 
 __all__ = ["SMALL_STEP", "ImplicitALS", "ImplicitBPR", "ImplicitLMF"]
@@ -54,6 +64,8 @@ SMALL_STEP = 1000
 _ITEM_REFRESH = 0.1
 #: events per mini-batch when BPR re-trains the rows a ``forget`` touched
 _FORGET_BATCH = 256
+#: a fold-in handles at most about this many (row, item) cells at once
+_FOLD_CELLS = 2**21
 
 
 class _ImplicitMF(IncrementalRecommender):
@@ -309,9 +321,21 @@ class _ImplicitMF(IncrementalRecommender):
         return self._fold_in(users, context)
 
     def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """``user_vectors(users, context) @ item_factors.T``, except for an unknown user (-1)
+        without context, answered by the cold-start fallback."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
         if not self._trained:
             return np.zeros((users.size, self.n_items))
-        return self._fold_in(users, context) @ self.model_.item_factors.T
+        cold = (users < 0) & (context.lengths == 0)
+        if not cold.any():
+            return self._fold_in(users, context) @ self.model_.item_factors.T
+        scores = np.empty((users.size, self.n_items))
+        scores[cold] = self._fallback_scores(int(cold.sum()))
+        rows = np.flatnonzero(~cold)
+        scores[rows] = self._fold_in(users[rows], context.take(rows)) @ \
+            self.model_.item_factors.T
+        return scores
 
     def _fold_in(self, users: np.ndarray, context: Context) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not use context")
@@ -472,18 +496,63 @@ class ImplicitALS(_ImplicitMF):
 
     def _fold_in(self, users: np.ndarray, context: Context) -> np.ndarray:
         """The users' factors re-solved from their history plus their context (unknown users,
-        -1: from the context alone), item factors fixed: implicit's ``recalculate_user``,
-        exact (Cholesky). Nothing is learned."""
-        n = users.size
-        known = users >= 0
-        history = self.history_.rows(np.where(known, users, 0))
-        history = (sp.diags(known.astype(np.float32)) @ history).tocsr()
+        -1: from the context alone), item factors fixed: the least-squares solution of
+        implicit's ``recalculate_user`` for the row "history confidences + ``context_weight``
+        x context confidences", without building that row or calling implicit per row.
+
+        implicit solves ``(YtY + reg I + sum_i (c_i - 1) y_i y_i^T) x = sum_{c_i > 0} c_i y_i``
+        over a row's entries (a negative ``c`` adds ``(|c| - 1) y y^T`` and nothing to the
+        right side; an entry summing to 0 is no entry; an empty row is 0). The history's part
+        is summed once per distinct user; a row adds what its context items change (an item
+        in both changes its history entry: one entry of the summed confidence), and rows of
+        the same user, whose contexts mostly overlap, are summed as running differences from
+        the user's previous row; then every row is solved at once (float64, one batched
+        solve). Equal to ``recalculate_user`` to float32 precision; nothing is learned."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        model = self.model_
+        factors = model.item_factors
+        n, d, n_items = users.size, factors.shape[1], factors.shape[0]
+        distinct, inverse = np.unique(users, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        # the history's part, once per distinct user (none for -1)
+        hist = self._confidence(self.history_.rows(np.maximum(distinct, 0)))
+        h_rows = np.repeat(np.arange(distinct.size), np.diff(hist.indptr))
+        mine = distinct[h_rows] >= 0
+        h_rows, h_items = h_rows[mine], hist.indices[mine].astype(np.int64)
+        h_conf = hist.data[mine].astype(np.float64)
+        h_lhs = weighted_grams(h_rows, h_items, _lhs(h_conf), factors, distinct.size)
+        h_rhs = sp.csr_matrix((_rhs(h_conf), (h_rows, h_items)),
+                              shape=(distinct.size, n_items)) @ factors.astype(np.float64)
+        h_count = np.bincount(h_rows, minlength=distinct.size)
+        # the context's entries, summed per (row, item) as the sparse row would sum them,
+        # and what each changes in the row's equations
         recent = sp.csr_matrix((context.values.astype(np.float32), context.items, context.ptr),
-                               shape=(n, self.n_items))
+                               shape=(n, n_items))
         recent.sum_duplicates()
-        rows = self._confidence(history) + float(self.context_weight) * self._confidence(recent)
-        with _blas_single_thread():
-            return self.model_.recalculate_user(np.arange(n), rows.tocsr())
+        c_rows = np.repeat(np.arange(n), np.diff(recent.indptr))
+        c_items = recent.indices.astype(np.int64)
+        c_conf = (float(self.context_weight)
+                  * self._confidence(recent).data.astype(np.float32)).astype(np.float64)
+        h_keys = h_rows * n_items + h_items  # sorted: canonical rows
+        c_keys = inverse[c_rows] * n_items + c_items
+        at = np.minimum(np.searchsorted(h_keys, c_keys), max(h_keys.size - 1, 0))
+        in_hist = (h_keys[at] == c_keys) if h_keys.size else np.zeros(c_keys.size, bool)
+        before = np.where(in_hist, h_conf[at] if h_keys.size else 0.0, 0.0)
+        total = before + c_conf
+        after = total != 0
+        lhs_change = np.where(after, _lhs(total), 0.0) - np.where(in_hist, _lhs(before), 0.0)
+        rhs_change = np.where(after, _rhs(total), 0.0) - np.where(in_hist, _rhs(before), 0.0)
+        count = h_count[inverse] + np.bincount(c_rows, after.astype(np.int64) -
+                                               in_hist.astype(np.int64), minlength=n)
+        rhs = h_rhs[inverse] + sp.csr_matrix((rhs_change, (c_rows, c_items)),
+                                             shape=(n, n_items)) @ factors.astype(np.float64)
+        h_lhs += (model.YtY.astype(np.float64) + float(model.regularization) * np.eye(d)).ravel()
+        lhs = running_grams(users, c_rows, c_items, lhs_change, factors, h_lhs, inverse)
+        # (a row without entries solves to 0, as implicit leaves it: its matrix is YtY + reg I)
+        out = np.linalg.solve(lhs.reshape(n, d, d), rhs[:, :, None])[:, :, 0]
+        out[count == 0] = 0.0
+        return out.astype(factors.dtype)
 
     def _update(self, batch: Batch) -> None:
         if self.refit_every is not None and (
@@ -612,6 +681,79 @@ class _WarmStarted(_ImplicitMF):
         with ``movable`` (bool masks over users and items) only those rows change."""
         raise NotImplementedError
 
+    # -- scoring with context ------------------------------------------------------------------
+
+    def _check_context_params(self) -> None:
+        check_int("context_steps", self.context_steps, 0)
+        check_number("context_learning_rate", self.context_learning_rate, strict=True)
+        check_number("history_weight", self.history_weight)
+
+    def _fold_in(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """The users' factors fitted to their context (and, with ``history_weight``, their
+        history), item factors fixed: ``context_steps`` Adagrad steps of the model's own loss
+        (:meth:`_fold_gradient`) from the learned factors (an unknown user, -1, from implicit's
+        blank row), the constant column kept. A row without positives keeps its start, so a
+        known user without context gets its learned factors. Negatives are drawn from a hash
+        of ``seed``, the user and its context: the same row gets the same answer in any call.
+        An approximation of training on the events (the items do not move); nothing is
+        learned and nothing of the model changes (its random generator included)."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        model = self.model_
+        n, d = users.size, model.user_factors.shape[1]
+        known = users >= 0
+        vectors = self._blank_users(n, d)
+        vectors[known] = model.user_factors[users[known]]
+        if self.context_steps == 0 or n == 0:
+            return vectors
+        rows, items, weights, values = positives(self.history_, users, context,
+                                                 self.history_weight)
+        if rows.size == 0:
+            return vectors
+        factors = model.item_factors.astype(np.float64)
+        n_items = factors.shape[0]
+        keys = row_keys(self.seed, users, context)[rows]
+        position = np.arange(rows.size) - np.searchsorted(rows, rows)
+        steps, lr = int(self.context_steps), float(self.context_learning_rate)
+        vectors = vectors.astype(np.float64)
+        chunk = max(1, _FOLD_CELLS // max(n_items, 1))
+        for start in range(0, n, chunk):  # rows apart: a chunk's matrices stay small
+            stop = min(n, start + chunk)
+            low, high = np.searchsorted(rows, [start, stop])
+            if low == high:
+                continue
+            mine = slice(low, high)
+            local = rows[mine] - start
+            liked = np.zeros((stop - start) * n_items, dtype=bool)
+            liked[local * n_items + items[mine]] = True
+            part = vectors[start:stop]
+            sums = np.zeros_like(part)
+            for step in range(steps):
+                grad = self._fold_gradient(part, factors, local, items[mine], weights[mine],
+                                           values[mine], liked, keys[mine],
+                                           position[mine] * steps + step)  # a row's own
+                sums += grad * grad
+                part += lr * grad / np.sqrt(1e-6 + sums)  # implicit's LMF step
+        return vectors.astype(model.user_factors.dtype)
+
+    def _fold_gradient(self, vectors: np.ndarray, factors: np.ndarray, rows: np.ndarray,
+                       items: np.ndarray, weights: np.ndarray, values: np.ndarray,
+                       liked: np.ndarray, keys: np.ndarray, counter: np.ndarray) -> np.ndarray:
+        """The loss's ascent direction for each of the rows' ``vectors``, the item factors
+        (float64) and the rows' positives ``(rows, items, weights, values)`` given (``liked``:
+        the flat rows x items mask of positives), negatives drawn from ``hashed(keys,
+        counter...)``: a weight per (row, item) pair, then one product with the factors."""
+        raise NotImplementedError
+
+    def _live_uniform(self, draws: np.ndarray) -> np.ndarray:
+        """Uniform items from uint64 draws, forgotten items left out (as ``_negatives``)."""
+        n = self.model_.item_factors.shape[0]
+        dead = getattr(self, "dead_items_", None)
+        if dead is None or dead.size == 0:
+            return (draws % np.uint64(n)).astype(np.int64)
+        ranks = (draws % np.uint64(max(n - dead.size, 1))).astype(np.int64)
+        return ranks + np.searchsorted(dead - np.arange(dead.size), ranks, side="right")
+
     forgets_exactly = False
 
     def _train_warm(self, matrix: sp.csr_matrix) -> None:
@@ -690,7 +832,7 @@ class ImplicitBPR(_WarmStarted):
     1.0
     """
 
-    capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+    capabilities = Capabilities(explicit=False, implicit=True, update="refit", context=True)
     _AUTO: ClassVar[dict[str, tuple[float, float]]] = {"learning_rate": (0.01, 0.05)}
 
     # -- parameters and validation -------------------------------------------------------------
@@ -705,6 +847,9 @@ class ImplicitBPR(_WarmStarted):
         update_on: str = "auto",
         replay: float = 16.0,
         verify_negative_samples: bool = True,
+        context_steps: int = 5,
+        context_learning_rate: float = 0.1,
+        history_weight: float = 0.0,
         use_gpu: bool = False,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
@@ -719,6 +864,9 @@ class ImplicitBPR(_WarmStarted):
         self.update_on = update_on
         self.replay = replay
         self.verify_negative_samples = verify_negative_samples
+        self.context_steps = context_steps
+        self.context_learning_rate = context_learning_rate
+        self.history_weight = history_weight
         self.use_gpu = use_gpu
         self.cold_start = cold_start
         self.num_threads = num_threads
@@ -728,6 +876,7 @@ class ImplicitBPR(_WarmStarted):
     def _check_params(self) -> None:
         self._check_common()
         self._check_warm()
+        self._check_context_params()
         self._check_gpu()
 
     # -- growth --------------------------------------------------------------------------------
@@ -779,6 +928,25 @@ class ImplicitBPR(_WarmStarted):
             np.add.at(items_f, items, lr * step_liked)
             np.add.at(items_f, negatives, lr * step_disliked)
         model._user_norms = model._item_norms = None
+
+    def _fold_gradient(self, vectors: np.ndarray, factors: np.ndarray, rows: np.ndarray,
+                       items: np.ndarray, weights: np.ndarray, values: np.ndarray,
+                       liked: np.ndarray, keys: np.ndarray, counter: np.ndarray) -> np.ndarray:
+        """BPR's: per positive, one uniform negative that is no positive of the row (as
+        ``verify_negative_samples`` resamples: a positive drawn adds nothing), ``(1 -
+        sigmoid(u . (y_i - y_j))) (y_i - y_j)`` times the positive's weight, less
+        ``regularization * u``; the users' constant column stays."""
+        n, n_items = vectors.shape[0], factors.shape[0]
+        scores = (vectors @ factors.T).ravel()
+        pos = rows * n_items + items
+        neg = rows * n_items + self._live_uniform(hashed(keys, counter))
+        z = (1.0 - _sigmoid64(scores[pos] - scores[neg])) * weights * ~liked[neg]
+        pairs = np.bincount(np.concatenate([pos, neg]), np.concatenate([z, -z]),
+                            minlength=n * n_items)
+        grad = pairs.reshape(n, n_items) @ factors
+        grad -= float(self.regularization) * vectors
+        grad[:, -1] = 0.0
+        return grad
 
     def _retrain_touched(self, users: np.ndarray, items: np.ndarray, *,
                          passes: int | None = None) -> None:
@@ -881,7 +1049,7 @@ class ImplicitLMF(_WarmStarted):
     ((4, 6), (4, 6))
     """
 
-    capabilities = Capabilities(explicit=False, implicit=True, update="refit")
+    capabilities = Capabilities(explicit=False, implicit=True, update="refit", context=True)
     _AUTO: ClassVar[dict[str, tuple[float, float]]] = {"regularization": (10.0, 0.1),
                                                        "neg_prop": (30, 8)}
 
@@ -899,6 +1067,9 @@ class ImplicitLMF(_WarmStarted):
         update_on: str = "auto",
         replay: float = 16.0,
         neg_prop: int | str = "auto",
+        context_steps: int = 5,
+        context_learning_rate: float = 0.2,
+        history_weight: float = 0.0,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 0,
         seed: int | None = None,
@@ -914,6 +1085,9 @@ class ImplicitLMF(_WarmStarted):
         self.update_on = update_on
         self.replay = replay
         self.neg_prop = neg_prop
+        self.context_steps = context_steps
+        self.context_learning_rate = context_learning_rate
+        self.history_weight = history_weight
         self.cold_start = cold_start
         self.num_threads = num_threads
         self.seed = seed
@@ -922,6 +1096,7 @@ class ImplicitLMF(_WarmStarted):
     def _check_params(self) -> None:
         self._check_common()
         self._check_warm()
+        self._check_context_params()
         check_number("alpha", self.alpha)
         check_choice("confidence", self.confidence, _CONFIDENCE)
         if not (isinstance(self.neg_prop, str) and self.neg_prop == "auto"):
@@ -1039,6 +1214,33 @@ class ImplicitLMF(_WarmStarted):
         model._user_norms = model._item_norms = None
         model._check_fit_errors()
 
+    # -- scoring with context ------------------------------------------------------------------
+
+    def _fold_gradient(self, vectors: np.ndarray, factors: np.ndarray, rows: np.ndarray,
+                       items: np.ndarray, weights: np.ndarray, values: np.ndarray,
+                       liked: np.ndarray, keys: np.ndarray, counter: np.ndarray) -> np.ndarray:
+        """LMF's (implicit's ``lmf_update`` for one user): each positive's confidence times
+        ``(1 - sigmoid(u . y_i)) y_i`` and its weight, less ``sigmoid(u . y_j) y_j`` for
+        ``neg_prop`` negatives per positive drawn by popularity (the kernel draws them from
+        the training entries; a positive of the row adds nothing), less ``regularization *
+        u``; the users' constant column stays, their bias moves."""
+        n, n_items = vectors.shape[0], factors.shape[0]
+        k = int(self._value("neg_prop", small=True))
+        scores = (vectors @ factors.T).ravel()
+        pos = rows * n_items + items
+        confidence = _apply_confidence_values(values, self.confidence, self.alpha) * weights
+        pull = confidence * (1.0 - _sigmoid64(scores[pos]))
+        popular = np.cumsum(np.maximum(self.item_counts_[:n_items], 0.0))
+        draws = hashed(keys[:, None], counter[:, None] * k + np.arange(k)).ravel()
+        neg = np.repeat(rows * n_items, k) + inverse_cdf(popular, uniform(draws))
+        push = _sigmoid64(scores[neg]) * ~liked[neg]
+        pairs = np.bincount(np.concatenate([pos, neg]), np.concatenate([pull, -push]),
+                            minlength=n * n_items)
+        grad = pairs.reshape(n, n_items) @ factors
+        grad -= float(self._value("regularization")) * vectors
+        grad[:, -2] = 0.0
+        return grad
+
     # -- forgetting ----------------------------------------------------------------------------
 
     def _forget(self, removed: Removed) -> None:
@@ -1139,11 +1341,26 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
 
 
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    """Logistic function, float64."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
 def _adagrad(rows: np.ndarray, sums: np.ndarray, index: np.ndarray, step: np.ndarray,
              lr: float) -> None:
     """Adagrad ascent on ``rows[index]`` (repeats add up), as implicit's LMF kernel steps."""
     np.add.at(sums, index, step * step)
     np.add.at(rows, index, lr * step / np.sqrt(1e-6 + sums[index]))
+
+
+def _lhs(confidence: np.ndarray) -> np.ndarray:
+    """What an entry of confidence ``c`` adds to ALS's ``y y^T`` sum: ``|c| - 1``."""
+    return np.abs(confidence) - 1.0
+
+
+def _rhs(confidence: np.ndarray) -> np.ndarray:
+    """What it adds to the right side's ``y`` sum: ``c`` where positive, else nothing."""
+    return np.maximum(confidence, 0.0)
 
 
 def _zeros(n: int, d: int) -> np.ndarray:

@@ -25,10 +25,12 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
+from ..context import Context
 from ..forget import Removed
 from ..ids import _as_id_array
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
 from ..sparse import GrowingCSR
+from ._context import check_context, hashed, inverse_cdf, positives, row_keys, uniform
 from ._history import History
 
 __all__ = ["LightFMRecommender"]
@@ -40,6 +42,10 @@ _STATE = (
     ("embeddings", True), ("embedding_gradients", True), ("embedding_momentum", True),
     ("biases", False), ("bias_gradients", False), ("bias_momentum", False),
 )
+#: LightFM's clip of a WARP loss
+_MAX_LOSS = 10.0
+#: a fold-in handles at most about this many (row, item) cells at once
+_FOLD_CELLS = 2**21
 
 
 class LightFMRecommender(IncrementalRecommender):
@@ -126,7 +132,7 @@ class LightFMRecommender(IncrementalRecommender):
     """
 
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event",
-                                cold_start="features", side_features=True)
+                                cold_start="features", side_features=True, context=True)
     extra: ClassVar[str | None] = "lightfm"
     persisted_types: ClassVar[tuple[type, ...]] = (History,)
     _renamed_params: ClassVar[dict[str, str]] = {"random_state": "seed"}
@@ -150,6 +156,9 @@ class LightFMRecommender(IncrementalRecommender):
         fit_epochs: int = 10,
         replay: float = 1.0,
         use_weights: bool = False,
+        history_weight: float = 0.0,
+        context_steps: int = 5,
+        context_learning_rate: float = 0.2,
         cold_start: str | Newcomer = "newcomer",
         num_threads: int = 1,
         seed: int | None = None,
@@ -170,6 +179,9 @@ class LightFMRecommender(IncrementalRecommender):
         self.fit_epochs = fit_epochs
         self.replay = replay
         self.use_weights = use_weights
+        self.history_weight = history_weight
+        self.context_steps = context_steps
+        self.context_learning_rate = context_learning_rate
         self.cold_start = cold_start
         self.num_threads = num_threads
         self.seed = seed
@@ -183,7 +195,9 @@ class LightFMRecommender(IncrementalRecommender):
         check_choice("learning_schedule", self.learning_schedule, _SCHEDULES)
         check_bool("use_weights", self.use_weights)
         check_number("learning_rate", self.learning_rate, strict=True)
-        for name in ("item_alpha", "user_alpha", "epsilon", "replay"):
+        check_int("context_steps", self.context_steps, 0)
+        check_number("context_learning_rate", self.context_learning_rate, strict=True)
+        for name in ("item_alpha", "user_alpha", "epsilon", "replay", "history_weight"):
             check_number(name, getattr(self, name))
         if not (isinstance(self.rho, (int, float, np.number)) and 0 < self.rho < 1):
             raise ValueError(f"rho must be strictly between 0 and 1, got {self.rho!r}")
@@ -468,6 +482,129 @@ class LightFMRecommender(IncrementalRecommender):
         scores = np.einsum("ij,ij->i", user_emb, item_emb) + user_bias + item_bias
         return scores.astype(np.float64)
 
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Scores with each row's context: rows with context items are scored with their
+        user's representation folded in on its history plus the context (:meth:`_fold_in`);
+        a known user without context as by ``_score_users``, an unknown one (-1) by the
+        cold-start fallback. Nothing is learned."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        if not self._trained:
+            return np.zeros((users.size, self.n_items))
+        has = context.lengths > 0
+        plain, cold = (users >= 0) & ~has, (users < 0) & ~has
+        scores = np.empty((users.size, self.n_items),
+                          dtype=np.float64 if cold.any() else np.float32)
+        if plain.any():
+            scores[plain] = self._score_users(users[plain])
+        if cold.any():
+            scores[cold] = self._fallback_scores(int(cold.sum()))
+        if has.any():
+            rows = np.flatnonzero(has)
+            user_emb, user_bias = self._fold_in(users[rows], context.take(rows))
+            item_emb, item_bias = self._representations("item", None)
+            folded = user_emb @ item_emb.T
+            folded += user_bias[:, None]
+            folded += item_bias[None, :]
+            scores[rows] = folded
+        return scores
+
+    def _fold_in(self, users: np.ndarray, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """The users' representations (embedding, bias) fitted to their history plus their
+        context, item representations fixed: ``context_steps`` full-batch Adagrad steps of
+        the model's own loss on the user's own embedding (the representation of a user with
+        side features moves as its identity embedding does), from its learned representation
+        (zero for an unknown user, -1), each context event counting ``context_weight`` times
+        a history event.
+
+        - ``"warp"`` / ``"warp-kos"``: LightFM's WARP step per positive: up to
+          ``max_sampled`` uniform draws for the first item scored above the positive less 1
+          (the user's positives skipped), the loss ``log(floor((n_items - 1) / draws))``
+          (at most 10) times the gap between the two item embeddings;
+        - ``"bpr"``: one negative per positive, drawn by popularity as LightFM draws it from
+          the training events, the loss ``1 - sigmoid(positive - negative)``;
+        - ``"logistic"``: the positives' ``1 - sigmoid(score)``, the user's bias moving too.
+
+        An approximation of what training on the events would give (the items do not move;
+        each step averages the row's positives instead of stepping per event). The draws
+        are a hash of ``seed``, the user and its context: the same row gets the same answer
+        in any call. Nothing of the model changes."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        n, d = users.size, self.no_components
+        known = users >= 0
+        user_emb = np.zeros((n, d), dtype=np.float32)
+        user_bias = np.zeros(n, dtype=np.float32)
+        if known.any():
+            emb, bias = self._representations("user", users[known])
+            user_emb[known], user_bias[known] = emb, bias
+        if self.context_steps == 0 or n == 0:
+            return user_emb, user_bias
+        item_emb, item_bias = self._representations("item", None)
+        n_items = item_emb.shape[0]
+        rows, items, weights, _ = positives(self.history_, users, context,
+                                            self.history_weight)
+        total = np.bincount(rows, weights, minlength=n)
+        share = weights / np.where(total > 0, total, 1.0)[rows]
+        position = np.arange(rows.size) - np.searchsorted(rows, rows)
+        keys = row_keys(self.seed, users, context)[rows]
+        vectors, bias = user_emb.astype(np.float64), user_bias.astype(np.float64)
+        chunk = max(1, _FOLD_CELLS // max(n_items, 1))
+        for start in range(0, n, chunk):  # rows apart: a chunk's matrices stay small
+            stop = min(n, start + chunk)
+            low, high = np.searchsorted(rows, [start, stop])
+            if low < high:
+                mine = slice(low, high)
+                self._fold_rows(vectors[start:stop], bias[start:stop], item_emb, item_bias,
+                                rows[mine] - start, items[mine], share[mine], keys[mine],
+                                position[mine])
+        return vectors.astype(np.float32), bias.astype(np.float32)
+
+    def _fold_rows(self, vectors: np.ndarray, bias: np.ndarray, item_emb: np.ndarray,
+                   item_bias: np.ndarray, rows: np.ndarray, items: np.ndarray,
+                   share: np.ndarray, keys: np.ndarray, position: np.ndarray) -> None:
+        """:meth:`_fold_in`'s steps for a block of rows (``vectors`` and ``bias`` updated in
+        place): each step scores the rows' whole catalogue once, reads the positives' and
+        the draws' scores from it, and gathers the loss's weights per (row, item) into one
+        product with the item embeddings."""
+        n, n_items = vectors.shape[0], item_emb.shape[0]
+        pos = rows * n_items + items
+        liked = np.zeros(n * n_items, dtype=bool)
+        liked[pos] = True
+        steps = int(self.context_steps)
+        draws = self.max_sampled if self.loss in ("warp", "warp-kos") else 1
+        lr, alpha = float(self.context_learning_rate), float(self.user_alpha)
+        if self.loss == "bpr":
+            popular = np.cumsum(np.maximum(self.item_counts_[:n_items], 0.0))
+        sums = np.ones_like(vectors)  # Adagrad's accumulators, at LightFM's start
+        bias_sums = np.ones_like(bias)
+        for step in range(steps):
+            scores = (vectors.astype(np.float32) @ item_emb.T + item_bias).ravel()
+            positive = scores[pos]
+            counter = (position * steps + step) * draws  # a row's own: no other row shifts it
+            if self.loss == "bpr":
+                neg = rows * n_items + inverse_cdf(popular, uniform(hashed(keys, counter)))
+                z = share * (1.0 - _sigmoid(positive - scores[neg]))
+            elif self.loss == "logistic":
+                z = share * (1.0 - _sigmoid(positive + bias[rows]))
+                neg = pos[:0]
+                bias_grad = np.bincount(rows, z, minlength=n)
+                bias += lr / np.sqrt(bias_sums) * bias_grad
+                bias_sums += bias_grad ** 2
+            else:
+                neg, tries = _warp_negatives(scores, liked, rows, positive, keys, counter,
+                                             draws, n_items)
+                loss = np.log(np.maximum(1.0, np.floor((n_items - 1) / np.maximum(tries, 1))))
+                z = share * np.minimum(loss, _MAX_LOSS) * (tries > 0)
+            if neg.size:
+                pairs = np.bincount(np.concatenate([pos, neg]), np.concatenate([z, -z]),
+                                    minlength=n * n_items)
+            else:
+                pairs = np.bincount(pos, z, minlength=n * n_items)
+            grad = pairs.reshape(n, n_items) @ item_emb - alpha * vectors
+            vectors += lr / np.sqrt(sums) * grad
+            sums += grad ** 2
+
     # -- the wrapped model ---------------------------------------------------------------------
 
     def _new_model(self) -> Any:
@@ -567,6 +704,40 @@ class _Features:
 
 
 # -- the wrapped model -------------------------------------------------------------------------
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _warp_negatives(scores: np.ndarray, liked: np.ndarray, rows: np.ndarray,
+                    positive: np.ndarray, keys: np.ndarray, counter: np.ndarray, draws: int,
+                    n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """LightFM's WARP sampling for each positive of row ``rows`` scored ``positive``
+    (``scores``, ``liked``: the rows' flat scores and positives mask): uniform draws (the
+    hashes of ``keys`` at ``counter``, ``counter + 1``...) until one scores above ``positive -
+    1`` and is no positive of the row, at most ``draws``. Returns that negative's flat index
+    and the draws it took (0: none found). Drawn in rounds, each over the positives still
+    without one: most find one in the first draws."""
+    negative = np.zeros(rows.size, dtype=np.int64)
+    tries = np.zeros(rows.size, dtype=np.int64)
+    todo = np.arange(rows.size)
+    low = 0
+    for high in sorted({min(b, draws) for b in (1, 4, 16, draws)}):
+        if not todo.size:
+            break
+        candidates = (rows[todo, None] * n_items + (hashed(
+            keys[todo, None], counter[todo, None] + np.arange(low, high))
+            % np.uint64(n_items)).astype(np.int64))
+        violating = scores[candidates] > positive[todo, None] - 1.0
+        violating &= ~liked[candidates]
+        hit = violating.any(axis=1)
+        first = violating.argmax(axis=1)[hit]
+        negative[todo[hit]] = candidates[hit, first]
+        tries[todo[hit]] = low + first + 1
+        todo = todo[~hit]
+        low = high
+    return negative, tries
 
 
 @functools.lru_cache(maxsize=4)

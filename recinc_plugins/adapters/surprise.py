@@ -30,9 +30,11 @@ import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..context import Context
 from ..forget import Removed
 from ..growth import grown
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
+from ._context import check_context, row_sums, running_grams
 
 __all__ = [
     "SurpriseAdapter",
@@ -49,6 +51,10 @@ __all__ = [
 ]
 
 _REFIT_UNITS = ("events", "steps")
+#: the fold kinds that score with a context
+_CONTEXT_KINDS = ("svd", "svdpp", "nmf")
+#: a block of context rows solved at once holds at most about this many bytes of matrices
+_CONTEXT_BYTES = 32 * 2**20
 # the options Surprise reads (it ignores any other key silently, so a typo would go unnoticed)
 _SIM_OPTIONS = ("name", "user_based", "min_support", "shrinkage")
 _SIM_NAMES = ("cosine", "msd", "pearson", "pearson_baseline")
@@ -119,7 +125,8 @@ class SurpriseAdapter(IncrementalRecommender):
     def __init__(self, algo: Any = None, refit_every: int | None = 5000,
                  refit_unit: str = "events", window: int | None = None, fold_in: bool = True,
                  fold_in_reg: float | None = None,
-                 rating_scale: tuple[float, float] | None = None) -> None:
+                 rating_scale: tuple[float, float] | None = None,
+                 context_weight: float = 1.0, context_steps: int = 10) -> None:
         self.algo = algo
         self.refit_every = refit_every
         self.refit_unit = refit_unit
@@ -127,6 +134,8 @@ class SurpriseAdapter(IncrementalRecommender):
         self.fold_in = fold_in
         self.fold_in_reg = fold_in_reg
         self.rating_scale = rating_scale
+        self.context_weight = context_weight
+        self.context_steps = context_steps
 
     def _check_params(self) -> None:
         check_int("refit_every", self.refit_every, optional=True)
@@ -134,6 +143,8 @@ class SurpriseAdapter(IncrementalRecommender):
         check_int("window", self.window, optional=True)
         check_bool("fold_in", self.fold_in)
         check_number("fold_in_reg", self.fold_in_reg, optional=True)
+        check_number("context_weight", self.context_weight)
+        check_int("context_steps", self.context_steps, 0)
         if self.rating_scale is not None:
             low, high = self.rating_scale
             if not low < high:
@@ -638,6 +649,194 @@ class SurpriseAdapter(IncrementalRecommender):
                 out[n] = algo.default_prediction()
         return out
 
+    # -- scoring with context -----------------------------------------------------------------
+
+    def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Scores (predicted ratings) with each row's context: for SVD, SVD++ and NMF, a row
+        with context ratings of items the model has parameters for is scored with its user's
+        bias and factors folded in on them (:meth:`_fold_context`); every other row as without
+        context (an unknown user, -1: the cold-start fallback). Nothing is learned."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        n = users.size
+        usable = np.zeros(n, dtype=bool)
+        if getattr(self, "model_", None) is not None and self.kind_ in _CONTEXT_KINDS:
+            owner = np.repeat(np.arange(n), context.lengths)
+            usable[owner[self.has_item_[context.items]]] = True
+        scores = np.empty((n, self.n_items))
+        plain = np.flatnonzero(~usable)
+        if plain.size:
+            known = users[plain] >= 0
+            if known.any():
+                scores[plain[known]] = self._score_users(users[plain[known]])
+            if (~known).any():
+                scores[plain[~known]] = self._fallback_scores(int((~known).sum()))
+        if usable.any():
+            rows = np.flatnonzero(usable)
+            bias, factors = self._fold_context(users[rows], context.take(rows))
+            scores[rows] = factors @ self.item_factors_.T
+            if self._biased():
+                scores[rows] += (self.mu_ + bias)[:, None] + self.item_bias_[None, :]
+            else:
+                scores[np.ix_(rows, ~self.has_item_)] = self.mu_
+        return scores
+
+    def _fold_context(self, users: np.ndarray, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """The users' bias and factors given their context ratings (dense user indices, -1 for
+        an unknown user; items fixed; context ratings of items the model has no parameters for
+        are left out), as SVD, SVD++ and NMF score them; nothing is learned.
+
+        - SVD, SVD++: the regularised least squares of the fold-in between refits
+          (``_solve_user``: the residual ``r - mu - b_i`` on ``[1, q_i]``, the penalties per
+          rating), with the user's learned ``(b_u, p_u)`` standing for its history: a prior
+          of mean the learned values and precision the history's own normal matrix
+          ``X_h^T X_h + penalty * n_h`` (for a user folded in from its history that is exactly
+          the least squares on history plus context; for one trained by SGD at the last
+          refit, its SGD values take the place of the solution). Each context rating counts
+          ``context_weight`` times. An unknown user: the least squares on its context alone.
+          SVD++'s factors hold ``p_u`` plus its implicit-feedback term: the context's items
+          add their ``y_j / sqrt(|N(u)| + |context|)`` to them before the solve (the
+          history's part is not rescaled: an approximation).
+        - NMF: ``context_steps`` of NMF's multiplicative update of the user's factors on
+          its history plus its context (each context rating ``context_weight`` times), from
+          its learned factors (an unknown user: from the middle of NMF's initial range); the
+          bias stays as learned (an unknown biased user: the mean residual, shrunk).
+
+        A user without usable context gets its learned values. Returns ``(bias, factors)``,
+        ``(n,)`` and ``(n, n_factors)``."""
+        users = np.asarray(users, dtype=np.int64)
+        check_context(users, context, self.n_users, self.n_items)
+        if getattr(self, "model_", None) is None or self.kind_ not in _CONTEXT_KINDS:
+            raise ValueError(f"{type(self).__name__} folds in context for SVD, SVD++ and NMF "
+                             f"models; this one wraps {type(self.model_).__name__}")
+        n, d = users.size, self.item_factors_.shape[1]
+        learned = (users >= 0) & self.has_user_[np.maximum(users, 0)] if self.n_users else \
+            np.zeros(n, dtype=bool)
+        bias = np.where(learned, self.user_bias_[np.maximum(users, 0)], 0.0) \
+            if self.n_users else np.zeros(n)
+        factors = np.zeros((n, d))
+        factors[learned] = self.user_factors_[users[learned]]
+        owner = np.repeat(np.arange(n), context.lengths)
+        keep = self.has_item_[context.items]
+        rows, items, ratings = owner[keep], context.items[keep].astype(np.int64), \
+            context.values[keep]
+        if not rows.size:
+            return bias, factors
+        # each distinct user's history: the rated items the model has parameters for
+        distinct, inverse = np.unique(np.where(learned, users, -1), return_inverse=True)
+        inverse = inverse.reshape(-1)
+        hist_u, hist_i, hist_r = self._history()
+        history = {u: (hist_i[at][self.has_item_[hist_i[at]]],
+                       hist_r[at][self.has_item_[hist_i[at]]])
+                   for u, at in _rows_of(hist_u, distinct[distinct >= 0])}
+        empty = (np.empty(0, dtype=np.int64), np.empty(0))
+        hist = [history.get(u, empty) if u >= 0 else empty for u in distinct.tolist()]
+        if self.kind_ == "nmf":
+            return self._fold_nmf(users, learned, bias, factors, rows, items, ratings, hist,
+                                  inverse)
+        if self.kind_ == "svdpp":
+            # the context's items join the implicit-feedback term
+            n_rated = np.array([h[0].size for h in hist])[inverse] + np.bincount(rows,
+                                                                                minlength=n)
+            added = row_sums(self.item_implicit_[items], rows, n)
+            factors += added / np.sqrt(np.maximum(n_rated, 1))[:, None]
+        return self._fold_ridge(users, bias, factors, rows, items, ratings, hist, inverse)
+
+    def _fold_ridge(self, users: np.ndarray, bias: np.ndarray, factors: np.ndarray,
+                    rows: np.ndarray, items: np.ndarray, ratings: np.ndarray, hist: list,
+                    inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SVD's and SVD++'s fold-in (see :meth:`_fold_context`): one batched solve, the rows of a
+        user summed as running differences (``running_grams``), in blocks of rows."""
+        biased = self._biased()
+        reg_b, _, reg_f, _ = self._penalties()
+        weight = float(self.context_weight)
+        n, d = factors.shape
+        size = d + biased
+        penalty = np.full(size, float(reg_f))
+        if biased:
+            penalty[0] = reg_b
+        # the design rows [1, q_i] (or q_i) of the items involved, by local index
+        involved = np.unique(np.concatenate([items] + [h[0] for h in hist]))
+        local = np.searchsorted(involved, items)
+        design = self.item_factors_[involved]
+        if biased:
+            design = np.hstack([np.ones((involved.size, 1)), design])
+        offset = (self.mu_ + self.item_bias_[involved]) if biased else np.zeros(involved.size)
+        # the history's normal matrix per distinct user (none for a user without parameters)
+        base = np.zeros((len(hist), size * size))
+        for k, (h_items, _) in enumerate(hist):
+            if h_items.size:
+                x = design[np.searchsorted(involved, h_items)]
+                base[k] = (x.T @ x + np.diag(penalty * h_items.size)).ravel()
+        theta = np.hstack([bias[:, None], factors]) if biased else factors.copy()
+        target = ratings - offset[local]
+        rhs = row_sums((weight * target)[:, None] * design[local], rows, n)
+        counts = np.bincount(rows, minlength=n).astype(np.float64)
+        diagonal = np.arange(size) * (size + 1)
+        block = max(1, _CONTEXT_BYTES // (8 * size * size))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            inside = (rows >= start) & (rows < stop)
+            lhs = running_grams(users[start:stop], rows[inside] - start, local[inside],
+                                np.full(int(inside.sum()), weight), design, base,
+                                inverse[start:stop])
+            prior = np.einsum("rij,rj->ri", base[inverse[start:stop]].reshape(-1, size, size),
+                              theta[start:stop])
+            lhs[:, diagonal] += weight * counts[start:stop, None] * penalty
+            theta[start:stop] = np.linalg.solve(
+                lhs.reshape(-1, size, size), (prior + rhs[start:stop])[:, :, None])[:, :, 0]
+        if biased:
+            return theta[:, 0], theta[:, 1:]
+        return bias, theta
+
+    def _fold_nmf(self, users: np.ndarray, learned: np.ndarray, bias: np.ndarray,
+                  factors: np.ndarray, rows: np.ndarray, items: np.ndarray,
+                  ratings: np.ndarray, hist: list, inverse: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """NMF's fold-in (see :meth:`_fold_context`): its multiplicative update on the normal
+        equations of history plus context, all rows at once."""
+        algo, biased = self.model_, self._biased()
+        reg_b, _, reg_f, _ = self._penalties()
+        weight = float(self.context_weight)
+        n, d = factors.shape
+        factors[~learned] = (algo.init_low + algo.init_high) / 2
+        base = np.zeros((len(hist), d * d))
+        base_rhs = np.zeros((len(hist), d))
+        base_count = np.zeros(len(hist))
+        base_sum = np.zeros(len(hist))
+        base_items = np.zeros((len(hist), d))
+        residual = self.mu_ + self.item_bias_ if biased else np.zeros(self.n_items)
+        for k, (h_items, h_ratings) in enumerate(hist):
+            if h_items.size:
+                q = self.item_factors_[h_items]
+                target = h_ratings - residual[h_items]
+                base[k] = (q.T @ q).ravel()
+                base_rhs[k] = q.T @ target
+                base_count[k] = h_items.size
+                base_sum[k] = target.sum()
+                base_items[k] = q.sum(axis=0)
+        target = ratings - residual[items]
+        counts = base_count[inverse] + weight * np.bincount(rows, minlength=n)
+        if biased:
+            unknown = ~learned
+            total = base_sum[inverse] + weight * np.bincount(rows, target, minlength=n)
+            bias[unknown] = (total / np.maximum(counts, 1) / (1 + reg_b))[unknown]
+            target = target - bias[rows]
+        rhs = base_rhs[inverse] + row_sums((weight * target)[:, None] *
+                                           self.item_factors_[items], rows, n)
+        if biased:  # the history's residuals less the user's bias too
+            rhs -= bias[:, None] * base_items[inverse]
+        gram = running_grams(users, rows, items, np.full(rows.size, weight),
+                             self.item_factors_, base, inverse).reshape(n, d, d)
+        numerator = np.maximum(rhs, 0.0)
+        for _ in range(int(self.context_steps)):
+            denominator = np.einsum("rij,rj->ri", gram, factors) + reg_f * counts[:, None] * \
+                factors
+            safe = denominator > 0
+            factors = np.where(safe, factors * numerator / np.where(safe, denominator, 1.0),
+                               0.0)
+        return bias, factors
+
     # -- persistence ---------------------------------------------------------------------------
 
     def _get_state(self) -> dict[str, Any]:
@@ -671,9 +870,10 @@ class _NamedSurprise(SurpriseAdapter):
                  window: int | None = None, fold_in: bool = True,
                  fold_in_reg: float | None = None,
                  rating_scale: tuple[float, float] | None = None, seed: int | None = None,
+                 context_weight: float = 1.0, context_steps: int = 10,
                  **params: Any) -> None:
         super().__init__(None, refit_every, refit_unit, window, fold_in, fold_in_reg,
-                         rating_scale)
+                         rating_scale, context_weight, context_steps)
         self.seed = seed
         self.params = params
         self._accept_renamed({old: params.pop(old) for old in self._renamed_params
@@ -760,18 +960,21 @@ class SurpriseSVD(_NamedSurprise):
     (1, (1,))
     """
 
+    capabilities = Capabilities(explicit=True, implicit=False, update="refit", context=True)
     _algo_class = "SVD"
 
 
 class SurpriseSVDpp(_NamedSurprise):
     """Surprise's SVD++, refit periodically, with fold-in between refits."""
 
+    capabilities = Capabilities(explicit=True, implicit=False, update="refit", context=True)
     _algo_class = "SVDpp"
 
 
 class SurpriseNMF(_NamedSurprise):
     """Surprise's NMF, refit periodically, with (non-negative) fold-in between refits."""
 
+    capabilities = Capabilities(explicit=True, implicit=False, update="refit", context=True)
     _algo_class = "NMF"
 
 
