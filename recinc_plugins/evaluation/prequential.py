@@ -299,6 +299,10 @@ class _Replay:
         self.table_i = np.full(stream.n_items, -1, dtype=np.int64)
         self.mapped_u = 0
         self.mapped_i = 0
+        # one-event rating steps run through score_then_learn_encoded: steps before
+        # fused_until are done; fused says whether the model has the path (None: not asked)
+        self.fused_until = 0
+        self.fused: bool | None = None
         # the model's indices equal the stream's codes (the usual case): no translation needed
         self.identity_u = True
         self.identity_i = True
@@ -453,7 +457,7 @@ class _Replay:
         s, t = self.bounds[j], self.bounds[j + 1]
         lo = s - stream.n_warmup  # the step's first position among the scored events
         if t - s == 1:  # one event: scalars and slices, not index arrays
-            if j < getattr(self, "fused_until", 0):
+            if j < self.fused_until:
                 return  # scored and learned already, with the run of steps it is in
             if self.sample is not None and not self.sample[lo]:
                 return
@@ -461,7 +465,7 @@ class _Replay:
                 # rating only: a run of one-event steps through the model's fast path,
                 # score_then_learn_encoded (one call, not two per step, and the same numbers);
                 # a run stops before a larger step and at a checkpoint
-                fused = getattr(self, "fused", None)
+                fused = self.fused
                 if fused is None:  # an empty batch asks whether the model has the path
                     empty = np.empty(0, dtype=np.int64)
                     fused = self.fused = self.model.score_then_learn_encoded(
@@ -918,7 +922,7 @@ class _Replay:
     # -- learning ----------------------------------------------------------------------------
 
     def _learn_step(self, j: int) -> None:
-        if j < getattr(self, "fused_until", 0):
+        if j < self.fused_until:
             return  # learned with its prediction, in a run of one-event steps (_score_step)
         stream, record = self.stream, self.record
         s, t = self.bounds[j], self.bounds[j + 1]
