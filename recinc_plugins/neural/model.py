@@ -98,6 +98,8 @@ class NeuralRecommender(IncrementalRecommender):
     optimizer
         ``"adagrad"`` (row-wise: one accumulator per row), ``"rmsprop"`` (row-wise, decaying
         accumulator), ``"sgd"``, or ``"auto"``: SGD for ``loss="mse"``, Adagrad otherwise.
+        With SGD and ``loss="mse"`` a row's step is bounded by its curvature on the step's
+        events, so ratings that arrive user by user do not make it diverge (``_curvature``).
     reg
         L2 penalty on the rows a step touches; None: 0.05 for ``"mse"``, 1e-4 otherwise.
     bias_learning_rate, bias_reg
@@ -533,6 +535,7 @@ class NeuralRecommender(IncrementalRecommender):
             dz_y[:, -1] = 0.0  # history rows carry no bias
             grads.append(self._pool_backward_numpy(dz_y, y, h_w, cache).reshape(-1, width))
         grads = np.concatenate(grads)
+        curv = None if ranking or self.optimizer_ != "sgd" else self._curvature(grads, c[:, 0])
         self._regularise(grads, emb)
         # sum the gradients of repeated rows; the padding row (0) has none. np.add.at is slow
         # on the rows of a matrix, so it only adds the repeats onto the first occurrences
@@ -541,14 +544,21 @@ class NeuralRecommender(IncrementalRecommender):
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
         repeat = np.concatenate([[False], ordered[1:] == ordered[:-1]])
+        if curv is not None:
+            curv = curv[keep]
         if not repeat.any():
             uniq, summed = rows, grads
         else:
             first = ~repeat
             uniq = ordered[first]
             summed = grads[order[first]]
+            group = np.cumsum(first) - 1
             again = np.flatnonzero(repeat)
-            np.add.at(summed, np.cumsum(first)[again] - 1, grads[order[again]])
+            np.add.at(summed, group[again], grads[order[again]])
+            if curv is not None:
+                curv = np.bincount(group, weights=curv[order], minlength=uniq.size)
+        if curv is not None and curv.max() > 1.0:  # (at one event per step, almost never)
+            summed *= (1.0 / np.maximum(curv, 1.0)).astype(np.float32)[:, None]
         self._scale_bias(summed)
         arena.step_numpy(uniq, summed, self.learning_rate_)
         return loss
@@ -589,6 +599,41 @@ class NeuralRecommender(IncrementalRecommender):
         """Scale the bias column so that it moves with ``bias_learning_rate``."""
         if self.bias_learning_rate_ != self.learning_rate_:
             grads[:, -1] *= self.bias_learning_rate_ / self.learning_rate_
+
+    def _curvature(self, grads, errors):
+        """Each gradient row's share of the step-scaled curvature of its arena row, for the
+        squared loss under SGD: ``lr |x|^2 + (bias_lr - lr) x_b^2 + max(lr reg, bias_lr
+        bias_reg)``, where ``x`` is the derivative of the event's predicted rating by the row
+        (its gradient divided by the event's error: an event without error adds its penalty
+        only) and ``x_b`` its bias entry. ``grads`` are in :meth:`_train_step`'s layout (the
+        events' items, their users, then each event's history rows), before the penalty.
+
+        Summed over a row's uses in a step, this bounds the largest eigenvalue of the
+        step-scaled Hessian of the step's loss along that row; the train step scales the
+        row's summed gradient down to make it at most 1, so a row never moves past the point
+        where it alone would fit the step's events (the normalised-LMS bound). Plain SGD
+        moves a row by the gradients of all the events that use it at once: without the
+        bound, a user whose ratings arrive together (a stream sorted by user, or one rating
+        session in time order: the first 256 events of ml-100k come from 6 users)
+        overshoots and diverges to NaN. At one event per step it almost never binds."""
+        lr, bias_lr = self.learning_rate_, self.bias_learning_rate_
+        floor = max(lr * self.reg_, bias_lr * self.bias_reg_)
+        n = errors.shape[0]
+        # lr / error^2 (an event without error has a zero gradient: 0 / tiny = 0)
+        if isinstance(grads, torch.Tensor):
+            inv = errors.square().clamp_min_(1e-30).reciprocal_().mul_(lr)
+            scaled = grads.square().sum(dim=1)
+        else:
+            inv = np.float32(lr) / np.maximum(np.square(errors), np.float32(1e-30))
+            scaled = np.einsum("ij,ij->i", grads, grads)
+        if bias_lr != lr:
+            scaled += (bias_lr / lr - 1.0) * grads[:, -1] ** 2
+        scaled[:n] *= inv  # the events' items
+        scaled[n:2 * n] *= inv  # their users
+        if scaled.shape[0] > 2 * n:  # their history rows
+            scaled[2 * n:].reshape(n, -1)[:] *= inv[:, None]
+        scaled += floor
+        return scaled
 
     def _train_step_torch(self, rows: np.ndarray, n_cand: int, h_w: np.ndarray | None,
                           values: np.ndarray, n_new: int) -> float:
@@ -638,9 +683,15 @@ class NeuralRecommender(IncrementalRecommender):
             g_hist = grads[n_q + n:].view(n, -1, width)
             self._pool_backward_torch(dz, y, w, cache, g_hist)
             g_hist[:, :, -1] = 0.0  # history rows carry no bias
+        curv = None if ranking or self.optimizer_ != "sgd" else self._curvature(grads, c[:, 0])
         self._regularise(grads, emb)
+        inverse = torch.from_numpy(inverse).to(dev)
         summed = torch.zeros((uniq.size, width), dtype=grads.dtype, device=dev)
-        summed.index_add_(0, torch.from_numpy(inverse).to(dev), grads)
+        summed.index_add_(0, inverse, grads)
+        if curv is not None:
+            total = torch.zeros(uniq.size, dtype=curv.dtype, device=dev)
+            total.index_add_(0, inverse, curv)
+            summed *= total.clamp_(min=1.0).reciprocal_().unsqueeze(1)
         self._scale_bias(summed)
         arena.step(torch.from_numpy(uniq).to(dev), summed, self.learning_rate_)
         return loss
