@@ -227,6 +227,34 @@ def test_bad_parameters_are_rejected_by_name(implicit_stream, params, message):
         SequentialRecommender(**{**SMALL, **params}).fit(implicit_stream.iloc[:50])
 
 
+# the parameters saved files hold, by name, with their defaults (issue 13: one definition)
+NEURAL_DEFAULTS = {
+    "n_factors": 64, "loss": "bpr", "history": 20, "history_decay": 0.8, "n_negatives": 16,
+    "negatives": "uniform", "replay_size": 20_000, "n_replay": 4, "replay": "reservoir",
+    "n_passes": 1, "forget_passes": 1, "batch_size": 256, "learning_rate": None,
+    "optimizer": "auto", "reg": None, "bias_learning_rate": None, "bias_reg": None,
+    "calibration": None, "calibration_rate": 0.003, "calibration_width": 0.1, "init_std": 0.1,
+    "hash_buckets": None, "cold_start": "newcomer", "device": "auto", "num_threads": None,
+    "seed": None}
+
+
+def test_it_takes_the_two_tower_models_parameters_from_one_definition():
+    neural, seq = NeuralRecommender(), SequentialRecommender()
+    assert neural.get_params() == NEURAL_DEFAULTS
+    assert list(neural.get_params()) == list(NEURAL_DEFAULTS)  # positional order kept
+    assert seq.get_params() == {**NEURAL_DEFAULTS, "n_negatives": 32, "attention": True,
+                                "attention_learning_rate": 3e-4}
+    assert repr(seq) == "SequentialRecommender()"
+    tuned = SequentialRecommender(n_factors=8, history=3, attention=False, device="cpu")
+    assert repr(tuned) == ("SequentialRecommender(n_factors=8, history=3, device='cpu', "
+                           "attention=False)")
+    assert tuned.clone().get_params() == tuned.get_params()
+    with pytest.raises(TypeError, match="positional"):  # the attention's are keyword only
+        SequentialRecommender(*NEURAL_DEFAULTS.values(), False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'atention'"):
+        SequentialRecommender(atention=False)
+
+
 def test_registered_as_neural_seq_and_attention_can_be_switched_off(implicit_stream):
     model = recinc_plugins.make("neural-seq", **SMALL, attention=False, seed=0)
     assert isinstance(model, SequentialRecommender) and model.capabilities.context

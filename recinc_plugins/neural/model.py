@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +40,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32, copy=False)
 
 
+@dataclass(eq=False, repr=False)  # the constructor only; equality and repr are the base's
 class NeuralRecommender(IncrementalRecommender):
     """PyTorch two-tower recommender trained online, with replay and sampled negatives.
 
@@ -185,61 +187,35 @@ class NeuralRecommender(IncrementalRecommender):
 
     # -- parameters and validation -------------------------------------------------------------
 
-    def __init__(
-        self,
-        n_factors: int = 64,
-        loss: str = "bpr",
-        history: int = 20,
-        history_decay: float = 0.8,
-        n_negatives: int = 16,
-        negatives: str = "uniform",
-        replay_size: int = 20_000,
-        n_replay: int = 4,
-        replay: str = "reservoir",
-        n_passes: int = 1,
-        forget_passes: int = 1,
-        batch_size: int = 256,
-        learning_rate: float | None = None,
-        optimizer: str = "auto",
-        reg: float | None = None,
-        bias_learning_rate: float | None = None,
-        bias_reg: float | None = None,
-        calibration: str | None = None,
-        calibration_rate: float = 0.003,
-        calibration_width: float = 0.1,
-        init_std: float = 0.1,
-        hash_buckets: int | None = None,
-        cold_start: str | Newcomer = "newcomer",
-        device: str = "auto",
-        num_threads: int | None = None,
-        seed: int | None = None,
-    ) -> None:
-        self.n_factors = n_factors
-        self.loss = loss
-        self.history = history
-        self.history_decay = history_decay
-        self.n_negatives = n_negatives
-        self.negatives = negatives
-        self.replay_size = replay_size
-        self.n_replay = n_replay
-        self.replay = replay
-        self.n_passes = n_passes
-        self.forget_passes = forget_passes
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.reg = reg
-        self.bias_learning_rate = bias_learning_rate
-        self.bias_reg = bias_reg
-        self.calibration = calibration
-        self.calibration_rate = calibration_rate
-        self.calibration_width = calibration_width
-        self.init_std = init_std
-        self.hash_buckets = hash_buckets
-        self.cold_start = cold_start
-        self.device = device
-        self.num_threads = num_threads
-        self.seed = seed
+    # The constructor is the dataclass's: every parameter below stored under its own name,
+    # no other work (scikit-learn's convention, so get_params, clone and repr read this list).
+    # SequentialRecommender inherits the list, adds its own and retunes n_negatives' default.
+    n_factors: int = 64
+    loss: str = "bpr"
+    history: int = 20
+    history_decay: float = 0.8
+    n_negatives: int = 16
+    negatives: str = "uniform"
+    replay_size: int = 20_000
+    n_replay: int = 4
+    replay: str = "reservoir"
+    n_passes: int = 1
+    forget_passes: int = 1
+    batch_size: int = 256
+    learning_rate: float | None = None
+    optimizer: str = "auto"
+    reg: float | None = None
+    bias_learning_rate: float | None = None
+    bias_reg: float | None = None
+    calibration: str | None = None
+    calibration_rate: float = 0.003
+    calibration_width: float = 0.1
+    init_std: float = 0.1
+    hash_buckets: int | None = None
+    cold_start: str | Newcomer = "newcomer"
+    device: str = "auto"
+    num_threads: int | None = None
+    seed: int | None = None
 
     def _check_params(self) -> None:
         for name, minimum in (("n_factors", 1), ("history", 0), ("n_negatives", 1),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
 
 from .._optional import require
-from ..base import Newcomer
 from ..context import Context
 from ..forget import Removed
 from ..params import check_bool, check_int, check_number
@@ -21,6 +21,7 @@ torch = require("torch", "torch")
 __all__ = ["SequentialRecommender"]
 
 
+@dataclass(eq=False, repr=False)
 class SequentialRecommender(NeuralRecommender):
     """The neural two-tower model made sequential: each event is learned from the items its
     user had just before it, and the recent items are pooled by self-attention.
@@ -44,14 +45,15 @@ class SequentialRecommender(NeuralRecommender):
 
     Parameters
     ----------
+    n_factors, loss, history, ..., seed
+        :class:`~recinc_plugins.neural.NeuralRecommender`'s, in the same order, with the same
+        meanings and defaults (one definition: this class inherits its fields), except
+        ``history``, which must be at least 1, and ``n_negatives``, tuned to 32.
     attention
         Learn the attention (True), or keep the fixed recency pooling of the two-tower model
-        (False: the sequential training alone).
+        (False: the sequential training alone). Keyword only, as is the next one.
     attention_learning_rate
         Adam's step size for the attention's weights.
-    **others
-        As :class:`~recinc_plugins.neural.NeuralRecommender` (the same names and meanings;
-        ``history`` must be at least 1). Defaults differ where tuned: ``n_negatives=32``.
 
     Attributes
     ----------
@@ -77,49 +79,12 @@ class SequentialRecommender(NeuralRecommender):
     (1, 3)
     """
 
-    def __init__(
-        self,
-        n_factors: int = 64,
-        loss: str = "bpr",
-        history: int = 20,
-        history_decay: float = 0.8,
-        attention: bool = True,
-        attention_learning_rate: float = 3e-4,
-        n_negatives: int = 32,
-        negatives: str = "uniform",
-        replay_size: int = 20_000,
-        n_replay: int = 4,
-        replay: str = "reservoir",
-        n_passes: int = 1,
-        forget_passes: int = 1,
-        batch_size: int = 256,
-        learning_rate: float | None = None,
-        optimizer: str = "auto",
-        reg: float | None = None,
-        bias_learning_rate: float | None = None,
-        bias_reg: float | None = None,
-        calibration: str | None = None,
-        calibration_rate: float = 0.003,
-        calibration_width: float = 0.1,
-        init_std: float = 0.1,
-        hash_buckets: int | None = None,
-        cold_start: str | Newcomer = "newcomer",
-        device: str = "auto",
-        num_threads: int | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            n_factors=n_factors, loss=loss, history=history, history_decay=history_decay,
-            n_negatives=n_negatives, negatives=negatives, replay_size=replay_size,
-            n_replay=n_replay, replay=replay, n_passes=n_passes, forget_passes=forget_passes,
-            batch_size=batch_size,
-            learning_rate=learning_rate, optimizer=optimizer, reg=reg,
-            bias_learning_rate=bias_learning_rate, bias_reg=bias_reg, calibration=calibration,
-            calibration_rate=calibration_rate, calibration_width=calibration_width,
-            init_std=init_std, hash_buckets=hash_buckets, cold_start=cold_start, device=device,
-            num_threads=num_threads, seed=seed)
-        self.attention = attention
-        self.attention_learning_rate = attention_learning_rate
+    # NeuralRecommender's parameters (its dataclass fields), one default retuned, then the
+    # attention's (keyword only: they come after the inherited ones)
+    n_negatives: int = 32
+    _: KW_ONLY
+    attention: bool = True
+    attention_learning_rate: float = 3e-4
 
     def _check_params(self) -> None:
         super()._check_params()
