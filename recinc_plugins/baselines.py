@@ -98,7 +98,11 @@ class DecayedPopularity(IncrementalRecommender):
     half_life
         An int: the half-life in events (an interaction counts half after ``half_life`` more
         events). A string or ``pandas.Timedelta`` such as ``"7D"``: the half-life in time, which
-        needs timestamps in the interactions.
+        needs timestamps in the interactions. The default, 10,000 events, was chosen on the
+        first half of MovieLens 100K at one event per step (recall@10 0.0765 against
+        popularity's 0.0759; 1,000 events: 0.0697) and holds on its second half (0.0799
+        against 0.0780) and on the synthetic stream (0.0788 against 0.0546), where tastes
+        drift and shorter half-lives do better still (1,000 events: 0.157).
     weighted
         Weight each event by its ``weight`` (or ``rating``) instead of 1.
 
@@ -114,7 +118,8 @@ class DecayedPopularity(IncrementalRecommender):
 
     capabilities = Capabilities(explicit=False, implicit=True, update="per-event")
 
-    def __init__(self, half_life: int | str | pd.Timedelta = 1000, weighted: bool = False) -> None:
+    def __init__(self, half_life: int | str | pd.Timedelta = 10_000,
+                 weighted: bool = False) -> None:
         self.half_life = half_life
         self.weighted = weighted
 

@@ -133,8 +133,8 @@ def test_resume_runs_only_the_missing_cells(tmp_path):
 
 def test_recinc_tune_beats_the_defaults_and_asha_stops_trials_early(tmp_path, capsys):
     # the built-in synthetic stream: tastes drift and items fade, so a half-life below the
-    # default 1,000 events does better
-    code = main(["tune", "decayed-popularity", "--space", "half_life=lograndint(100, 1001)",
+    # default 10,000 events does better
+    code = main(["tune", "decayed-popularity", "--space", "half_life=lograndint(100, 10001)",
                  "--step", "1000", "--samples", "8", "--rungs", "3", "--quiet",
                  "--out", str(tmp_path)])
     assert code == 0
@@ -143,7 +143,7 @@ def test_recinc_tune_beats_the_defaults_and_asha_stops_trials_early(tmp_path, ca
     assert "reported on events 10,001-20,000 (the rest)" in out
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert len(trials) == 8 and (trials["status"] == "stopped early").sum() >= 1
-    assert trials.loc[0, "half_life"] == 1000  # the defaults are the first trial
+    assert trials.loc[0, "half_life"] == 10_000  # the defaults are the first trial
     # the defaults on the tuning part, replayed here: a completed trial beat them
     frame = Stream(synthetic_stream(), step=1000).frame.iloc[:10_000]
     defaults = compare({"d": make("decayed-popularity")}, Stream(frame, step=1000),
