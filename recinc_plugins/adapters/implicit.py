@@ -13,6 +13,10 @@ the wrapped model's factor matrices in step with the id maps:
   on the whole history, or, for steps of fewer than ``SMALL_STEP`` events, on the step and a
   bounded sample of earlier events.
 
+Scoring with context (a user's recent events, not learned): ALS re-solves the user as
+``recalculate_user`` would, for all rows in one batched solve; BPR and LMF fold the user in
+with a few steps of their own loss, the items fixed (docs/implicit.md).
+
 A step's work is proportional to the step at small steps (a one-event loop costs the same per
 event late in a stream as early); from ``SMALL_STEP`` events up the adapters do what gave the
 published 1,000-event numbers.
@@ -801,6 +805,14 @@ class ImplicitBPR(_WarmStarted):
     verify_negative_samples
         Passed to implicit: resample negatives the user has liked (implicit's training
         only: a sampled step's uniform negatives are not checked).
+    context_steps, context_learning_rate
+        Scoring with context (``compare(..., context="fresh")``, ``score_block(users,
+        context)``): Adagrad steps of the model's own loss that fold the user in on its recent
+        events, items fixed, nothing learned (``_fold_in``), and their step size; tuned on the
+        first 50,000 events of ml-100k (``docs/implicit.md``).
+    history_weight
+        Scoring with context: the user's history as positives of the fold-in too, at this
+        weight against a context event's 1 (0: the context alone, from the learned factors).
     use_gpu
         Run fits on implicit's CUDA implementation (needs a CUDA build of implicit).
     cold_start
@@ -1020,6 +1032,14 @@ class ImplicitLMF(_WarmStarted):
     neg_prop
         Negative samples per positive; ``"auto"``: 30 in implicit's kernel, 8 in sampled
         steps.
+    context_steps, context_learning_rate
+        Scoring with context (``compare(..., context="fresh")``, ``score_block(users,
+        context)``): Adagrad steps of the model's own loss that fold the user in on its recent
+        events, items fixed, nothing learned (``_fold_in``), and their step size; tuned on the
+        first 50,000 events of ml-100k (``docs/implicit.md``).
+    history_weight
+        Scoring with context: the user's history as positives of the fold-in too, at this
+        weight against a context event's 1 (0: the context alone, from the learned factors).
     cold_start
         How unknown users are answered (flagged ``cold``): ``"newcomer"`` (what new users
         picked first lately), ``"popularity"`` or ``Newcomer(...)``; see ``docs/interface.md``.

@@ -9,6 +9,9 @@ Surprise has no incremental learning (``AlgoBase.fit`` only; its maintainer says
   each user and item with new events gets its bias and factors solved against its ratings with
   everything else held fixed, so a new user is not stuck on the global mean until the next refit.
 
+Scoring with context (a user's recent ratings, not learned): SVD, SVD++ and NMF fold the user
+in on them, the items fixed (``_fold_context``).
+
 ``forget`` refits the deterministic algorithms on the kept history (exact) and cuts SVD, SVD++
 and NMF (their trainset, raw-id maps and factor rows), then re-trains the rows the forgotten
 events touched (approximate); see docs/surprise.md.
@@ -97,6 +100,10 @@ class SurpriseAdapter(IncrementalRecommender):
         ``learning_rate`` 0.005) may not reach for a user or item with few ratings.
     rating_scale
         ``(low, high)`` given to Surprise's trainset; ``None`` uses the range of the ratings.
+    context_weight, context_steps
+        Scoring with context (``compare(..., context="fresh")``, ``score_block(users,
+        context)``; SVD, SVD++ and NMF): how many times a context rating counts in the fold-in
+        of the user, and NMF's multiplicative steps (``_fold_context``; docs/surprise.md).
 
     Attributes
     ----------
