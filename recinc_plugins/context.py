@@ -8,12 +8,13 @@ one row per scored user, the items oldest first, with their strengths. Models th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Context"]
+__all__ = ["Context", "score_with_context"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,24 @@ class Context:
             if vals.size != flat.size:
                 raise ValueError("context values must match its items, row by row")
         return cls(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), flat, vals)
+
+
+def score_with_context(model: Any, users: np.ndarray, context: Context, has: np.ndarray,
+                       score_rows: Callable[[np.ndarray, Context], np.ndarray]) -> np.ndarray:
+    """A block of score rows for ``users`` (dense indices, -1 unknown) where the rows in
+    ``has`` are scored with their context by ``score_rows(users, context)``, a known user
+    without context as by the model's ``_score_users`` and an unknown one by its cold-start
+    fallback: what a context-aware model's ``_score_in_context`` does around its own part.
+    float64 where a row is cold (the fallback's ties are broken in the sixth digit), else
+    float32."""
+    plain, cold = (users >= 0) & ~has, (users < 0) & ~has
+    scores = np.empty((users.size, model.n_items),
+                      dtype=np.float64 if cold.any() else np.float32)
+    if plain.any():
+        scores[plain] = model._score_users(users[plain])
+    if cold.any():
+        scores[cold] = model._fallback_scores(int(cold.sum()))
+    if has.any():
+        rows = np.flatnonzero(has)
+        scores[rows] = score_rows(users[rows], context.take(rows))
+    return scores

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
-from ..context import Context
+from ..context import Context, score_with_context
 from ..forget import Removed
 from ..ids import _as_id_array
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
@@ -502,23 +502,16 @@ class LightFMRecommender(IncrementalRecommender):
         check_context(users, context, self.n_users, self.n_items)
         if not self._trained:
             return np.zeros((users.size, self.n_items))
-        has = context.lengths > 0
-        plain, cold = (users >= 0) & ~has, (users < 0) & ~has
-        scores = np.empty((users.size, self.n_items),
-                          dtype=np.float64 if cold.any() else np.float32)
-        if plain.any():
-            scores[plain] = self._score_users(users[plain])
-        if cold.any():
-            scores[cold] = self._fallback_scores(int(cold.sum()))
-        if has.any():
-            rows = np.flatnonzero(has)
-            user_emb, user_bias = self._fold_in(users[rows], context.take(rows))
-            item_emb, item_bias = self._representations("item", None)
-            folded = user_emb @ item_emb.T
-            folded += user_bias[:, None]
-            folded += item_bias[None, :]
-            scores[rows] = folded
-        return scores
+        return score_with_context(self, users, context, context.lengths > 0,
+                                  self._score_folded)
+
+    def _score_folded(self, users: np.ndarray, context: Context) -> np.ndarray:
+        user_emb, user_bias = self._fold_in(users, context)
+        item_emb, item_bias = self._representations("item", None)
+        folded = user_emb @ item_emb.T
+        folded += user_bias[:, None]
+        folded += item_bias[None, :]
+        return folded
 
     def _fold_in(self, users: np.ndarray, context: Context) -> tuple[np.ndarray, np.ndarray]:
         """The users' representations (embedding, bias) fitted to their history plus their

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender, Newcomer
-from ..context import Context
+from ..context import Context, score_with_context
 from ..eventlog import EventLog
 from ..forget import ForgetReport, Removed
 from ..growth import grown
@@ -880,20 +880,8 @@ class NeuralRecommender(IncrementalRecommender):
         users = np.asarray(users, dtype=np.int64)
         if len(context) != users.size:
             raise ValueError(f"the context has {len(context)} rows for {users.size} users")
-        known = users >= 0
         has = (context.lengths > 0) if self.history else np.zeros(users.size, dtype=bool)
-        plain, cold = known & ~has, ~known & ~has
-        # the fallback's ties are broken in the sixth digit: keep it in float64
-        scores = np.empty((users.size, self.n_items),
-                          dtype=np.float64 if cold.any() else np.float32)
-        if plain.any():
-            scores[plain] = self._score_users(users[plain])
-        if cold.any():
-            scores[cold] = self._fallback_scores(int(cold.sum()))
-        if has.any():
-            rows = np.flatnonzero(has)
-            scores[rows] = self._score_context_rows(users[rows], context.take(rows))
-        return scores
+        return score_with_context(self, users, context, has, self._score_context_rows)
 
     def _score_context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
         h_rows, h_w = self._context_hist_rows(users, context)
