@@ -50,6 +50,13 @@ class Recommendations:
         return frame[~np.isnan(frame["score"].to_numpy())].reset_index(drop=True)
 
 
+#: narrower blocks than this and numpy's reduction over each block costs more than the one
+#: partition it saves (measured: 1,000 x 1,682 float32 scores, k=10, 15 ms by blocks of 5
+#: against 5 ms by partition; 400 x 20,000, blocks of 62: 31 against 23 ms; 400 x 50,000,
+#: blocks of 156: 18 against 59 ms)
+_MIN_WIDTH = 100
+
+
 def _top_k_by_blocks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Columns of each row's k best scores (ties to the lower column) and the rows left to
     the caller (a sea of ties at the row's k-th score), or None to fall back for the whole
@@ -64,7 +71,7 @@ def _top_k_by_blocks(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     n_rows, n_cols = scores.shape
     n_blocks = 32 * k
     width = n_cols // n_blocks
-    if width < 4:
+    if width < _MIN_WIDTH:
         return None
     body = n_blocks * width
     block_max = scores[:, :body].reshape(n_rows, n_blocks, width).max(axis=2)
