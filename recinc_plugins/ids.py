@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .growth import grown
+
 __all__ = ["IdIndex"]
 
 
@@ -44,15 +46,6 @@ def _get_indexer(index: pd.Index, values: np.ndarray) -> np.ndarray:
             except (TypeError, ValueError):
                 pass
     return index.get_indexer(values)
-
-
-def grown_mask(mask: np.ndarray, n: int) -> np.ndarray:
-    """``mask`` extended with False to at least ``n`` entries (room to spare)."""
-    if mask.size >= n:
-        return mask
-    out = np.zeros(max(n, 2 * mask.size), dtype=bool)
-    out[: mask.size] = mask
-    return out
 
 
 class IdIndex:
@@ -229,21 +222,23 @@ class IdIndex:
         n_new = len(new_ids)
         if self._ids.dtype != object and new_ids.dtype == object:
             # the first non-integer id: from now on ids are stored as Python objects
-            grown = np.empty(max(len(self._ids), 1), dtype=object)
-            grown[: self._n] = self._ids[: self._n]
-            self._ids = grown
-            self._levels = [(0, self._make_index(self._ids[: self._n]))] if self._n else []
+            storage = np.empty(max(len(self._ids), 1), dtype=object)
+            storage[: self._n] = self._ids[: self._n]
+            if self._dead is not None:  # forgotten slots: the object filler, None
+                storage[: self._n][self._dead[: self._n]] = None
+            self._ids = storage
+            self._levels = [self._live_level(0, self._n)] if self._n else []
         end = self._n + n_new
         if end > len(self._ids):
             capacity = max(end, 2 * len(self._ids), 16)
-            grown = np.empty(capacity, dtype=self._ids.dtype)
-            grown[: self._n] = self._ids[: self._n]
-            self._ids = grown
+            storage = np.empty(capacity, dtype=self._ids.dtype)
+            storage[: self._n] = self._ids[: self._n]
+            self._ids = storage
         self._ids[self._n : end] = new_ids
         start = self._n
         self._n = end
         if self._dead is not None:
-            self._dead = grown_mask(self._dead, end)
+            self._dead = grown(self._dead, end, spare=True)
         while self._levels and self._levels[-1][1].size <= end - start:
             first = self._levels.pop()[0]
             start = int(first[0]) if isinstance(first, np.ndarray) else first

@@ -95,3 +95,19 @@ def test_truncate_undoes_the_last_additions():
     index._truncate(2)
     assert index.lookup(["a", "c"]).tolist() == [0, -1]
     assert index.add(["d"]).tolist() == [2]
+
+
+def test_forgotten_slots_stay_unknown_when_the_storage_turns_to_objects():
+    # int ids keep 0 as the filler of a forgotten slot; the first non-integer id turns the
+    # storage to objects, and the filler must not become a findable id 0 (nor a duplicate)
+    index = IdIndex([5, 0, 7, 9])
+    index.forget([0, 2])
+    assert index.lookup([5, 0, 7, 9]).tolist() == [-1, 1, -1, 3]
+    index.add(["s"])
+    assert index.lookup([5, 0, 7, 9, "s"]).tolist() == [-1, 1, -1, 3, 4]
+    assert index.ids.tolist() == [None, 0, None, 9, "s"]
+    assert index.add([5]).tolist() == [5]
+    again = IdIndex()
+    again.__setstate__(index.__getstate__())
+    assert again.lookup([5, 0, 7, 9, "s"]).tolist() == [5, 1, -1, 3, 4]
+    assert again.dead.tolist() == [True, False, True, False, False, False]
