@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 pytest.importorskip("lightfm")
 
 from recinc_plugins.adapters.lightfm import LightFMRecommender
+from recinc_plugins.base import Batch
 
 SMALL = {"no_components": 8, "num_threads": 1, "seed": 0, "fit_epochs": 5}
 STATE = [f"{side}_{suffix}" for side in ("user", "item") for suffix in (
@@ -75,16 +80,15 @@ def test_new_users_and_items_are_recommendable_after_one_partial_fit(implicit_st
 
 def test_replay_mixes_earlier_events_into_each_step(implicit_stream):
     model = LightFMRecommender(**SMALL, replay=3.0).fit(implicit_stream.iloc[:1000])
-    seen = []
-    original = model.model_.fit_partial
-
-    def recording(interactions, **kwargs):
-        seen.append(interactions.nnz)
-        return original(interactions, **kwargs)
-
-    model.model_.fit_partial = recording
-    model.partial_fit(implicit_stream.iloc[1000:1100])
-    assert seen == [400]
+    step = implicit_stream.iloc[1000:1100]
+    u, i = model.add_ids(step["user"], step["item"])
+    users, items, _ = model._step_events(Batch(u, i), replay=True)
+    assert users.size == items.size == 400
+    np.testing.assert_array_equal(users[:100], u)
+    np.testing.assert_array_equal(items[:100], i)
+    # the other 300 are earlier events, drawn from the history
+    learned = model.history_.tocsr()
+    assert (np.asarray(learned[users[100:], items[100:]]).ravel() > 0).all()
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "logistic", "warp-kos"])
@@ -183,19 +187,20 @@ def test_save_load_round_trips_recommendations_and_training(implicit_stream, tmp
 
 
 def test_weights_reach_lightfm_as_sample_weights(implicit_stream):
-    model = LightFMRecommender(**SMALL, use_weights=True, replay=0.0).fit(
+    # a step's weights change what it learns, exactly as fit_partial's sample_weight does
+    # (test_small_steps_learn_exactly_what_fit_partial_learns checks every number)
+    weighted = LightFMRecommender(**SMALL, use_weights=True, replay=0.0).fit(
         implicit_stream.iloc[:500])
-    captured = {}
-    original = model.model_.fit_partial
-
-    def recording(interactions, **kwargs):
-        captured["w"] = kwargs["sample_weight"]
-        return original(interactions, **kwargs)
-
-    model.model_.fit_partial = recording
+    reference = _through_fit_partial(weighted)
     step = implicit_stream.iloc[500:600]
-    model.partial_fit(step)
-    np.testing.assert_allclose(np.sort(captured["w"].data), np.sort(step["weight"].to_numpy()))
+    assert step["weight"].nunique() > 1
+    weighted.partial_fit(step)
+    reference.partial_fit(step)
+    _assert_same_state(weighted, reference)
+    unweighted = LightFMRecommender(**SMALL, use_weights=True, replay=0.0).fit(
+        implicit_stream.iloc[:500]).partial_fit(step.assign(weight=1.0))
+    assert not np.array_equal(weighted.model_.user_embeddings,
+                              unweighted.model_.user_embeddings)
 
 
 @pytest.mark.data
@@ -246,3 +251,151 @@ def test_weighted_lightfm_refuses_non_positive_strengths(implicit_stream):
     with pytest.raises(ValueError, match=r"use_weights=True needs positive strengths; 2 "
                                          r"event\(s\) .* \(positions \[2, 4\]\)"):
         model.fit(bad)
+
+
+# -- small steps: LightFM's epoch routine on the rows a step reaches (issue 16) -----------------
+
+
+class _ThroughFitPartial(LightFMRecommender):
+    """The reference: every step after the first trained by LightFM's own ``fit_partial`` on
+    a full-shape matrix of the step's events (built here), as the adapter used to train."""
+
+    def _fit_rows(self, users, items, values, epochs):
+        shape = (self.n_users, self.n_items)
+        interactions = sp.coo_matrix(
+            (np.ones(users.size, dtype=np.float32),
+             (users.astype(np.int32), items.astype(np.int32))), shape=shape)
+        weights = None
+        if self.use_weights:
+            weights = sp.coo_matrix((values.astype(np.float32),
+                                     (interactions.row, interactions.col)), shape=shape)
+        side = self.user_features_.has_side or self.item_features_.has_side
+        self.model_.fit_partial(
+            interactions, sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
+            user_features=self.user_features_.matrix() if side else None,
+            item_features=self.item_features_.matrix() if side else None)
+
+
+def _through_fit_partial(model):
+    twin = copy.deepcopy(model)
+    twin.__class__ = _ThroughFitPartial
+    return twin
+
+
+def _assert_same_state(model, reference):
+    for name in STATE:
+        np.testing.assert_array_equal(getattr(model.model_, name),
+                                      getattr(reference.model_, name), err_msg=name)
+    ours, theirs = model.model_.random_state.get_state(), reference.model_.random_state.get_state()
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert ours[2:] == theirs[2:]
+
+
+def _with_features(model, stream):
+    users, items = stream["user"].unique(), stream["item"].unique()
+    model.set_user_features(pd.DataFrame({"group": (np.arange(users.size) % 2) * 1.0},
+                                         index=users))
+    model.set_item_features(pd.DataFrame({"a": (np.arange(items.size) % 2) * 1.0,
+                                          "b": (np.arange(items.size) % 3 == 0) * 0.5},
+                                         index=items))
+    return model
+
+
+CASES = [(loss, weights, side) for loss in ("warp", "bpr", "logistic", "warp-kos")
+         for weights in (False, True) for side in (False, True)
+         if not (loss == "warp-kos" and weights)]
+
+
+@pytest.mark.parametrize(("loss", "use_weights", "side"), CASES)
+def test_small_steps_learn_exactly_what_fit_partial_learns(loss, use_weights, side,
+                                                           implicit_stream):
+    """Bit for bit, LightFM's random state included: one-event steps (the rows reached,
+    WARP's negatives among 3,000 items that no event has) and 40-event steps (WARP
+    reaching every item: LightFM's own item arrays)."""
+    model = LightFMRecommender(**SMALL, loss=loss, use_weights=use_weights)
+    if side:
+        model = _with_features(model, implicit_stream)
+        model.partial_fit(implicit_stream.iloc[:600])  # fit() would drop the features
+    else:
+        model.fit(implicit_stream.iloc[:600])
+    model.add_ids(items=[f"unseen-{j}" for j in range(3_000)])
+    reference = _through_fit_partial(model)
+    steps = [implicit_stream.iloc[j:j + 1] for j in range(600, 640)]
+    steps += [implicit_stream.iloc[j:j + 40] for j in range(640, 760, 40)]
+    steps.append(pd.DataFrame({"user": ["new-user"], "item": ["new-item"], "weight": 2.0}))
+    for step in steps:
+        model.partial_fit(step)
+        reference.partial_fit(step)
+    _assert_same_state(model, reference)
+
+
+@pytest.mark.parametrize("params", [
+    {"item_alpha": 1e-3, "user_alpha": 1e-3},  # every row moves: LightFM's own arrays
+    {"user_alpha": 1e-3},
+    {"learning_schedule": "adadelta"},
+    {"num_threads": 2, "replay": 0.0},  # one event per call: one thread works, the same numbers
+    {"num_threads": 2, "replay": 0.0, "loss": "warp-kos"},
+])
+def test_small_steps_match_fit_partial_with_penalties_adadelta_and_threads(params,
+                                                                           implicit_stream):
+    model = LightFMRecommender(**{**SMALL, **params}).fit(implicit_stream.iloc[:600])
+    model.add_ids(items=[f"unseen-{j}" for j in range(3_000)])
+    reference = _through_fit_partial(model)
+    for j in range(600, 630):
+        model.partial_fit(implicit_stream.iloc[j:j + 1])
+        reference.partial_fit(implicit_stream.iloc[j:j + 1])
+    _assert_same_state(model, reference)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_a_step_that_diverges_raises_lightfms_error_with_the_same_state(implicit_stream):
+    # a learning rate that tiny weights keep finite, and a step weight that overflows it
+    model = LightFMRecommender(**SMALL, loss="bpr", use_weights=True, learning_rate=1e5).fit(
+        implicit_stream.iloc[:600].assign(weight=1e-6))
+    model.add_ids(items=[f"unseen-{j}" for j in range(3_000)])
+    reference = _through_fit_partial(model)
+    huge = implicit_stream.iloc[600:601].assign(weight=3e38)
+    message = "Not all estimated parameters are finite, your model may have diverged"
+    with pytest.raises(ValueError, match=message):
+        reference.partial_fit(huge)
+    with pytest.raises(ValueError, match=message):
+        model.partial_fit(huge)
+    assert not np.isfinite(model.model_.item_embeddings).all()
+    for name in STATE:  # left as fit_partial leaves it
+        np.testing.assert_array_equal(getattr(model.model_, name),
+                                      getattr(reference.model_, name), err_msg=name)
+
+
+def _learning_cpu(model, steps):
+    model = copy.deepcopy(model)
+    t0 = time.process_time()
+    for u, i in steps:
+        model.learn_encoded(Batch(u, i))
+    return time.process_time() - t0
+
+
+@pytest.mark.parametrize("loss", ["bpr", "logistic"])
+def test_one_event_steps_cost_the_same_with_100_times_the_users_and_items(loss,
+                                                                          implicit_stream):
+    """fit_partial's work in proportion to the users and items (full-shape matrices, a
+    finiteness check of every row, the routine's pass over every row) made a step on the
+    large model 3.7 times dearer; the rows a step reaches cost the same in both. (BPR and
+    logistic: their routine's own work is the same in both models. WARP draws negatives
+    until one scores high enough, and 30,000 untrained items change how many draws that
+    takes: a different computation, not more overhead.)"""
+    small = LightFMRecommender(**SMALL, loss=loss).fit(implicit_stream.iloc[:600])
+    large = copy.deepcopy(small)
+    large.add_ids(users=[f"extra-u{j}" for j in range(30_000)],
+                  items=[f"extra-i{j}" for j in range(30_000)])
+    events = implicit_stream.iloc[600:800]
+    steps = {}
+    for key, model in (("small", small), ("large", large)):
+        users, items = model.add_ids(events["user"], events["item"])
+        model.learn_encoded(Batch(users[:1], items[:1]))  # grows the state arrays
+        steps[key] = [(users[j:j + 1], items[j:j + 1]) for j in range(1, users.size)]
+    assert large.n_users > 100 * small.n_users and large.n_items > 100 * small.n_items
+    best = {"small": np.inf, "large": np.inf}
+    for _ in range(3):  # alternately, best of three: the machine is shared
+        for key, model in (("small", small), ("large", large)):
+            best[key] = min(best[key], _learning_cpu(model, steps[key]))
+    assert best["large"] < 1.5 * best["small"], best

@@ -4,8 +4,10 @@ LightFM's ``fit_partial`` continues training but cannot add a user, an item or a
 twelve state arrays (embeddings, biases and their Adagrad/Adadelta accumulators) have one row
 per feature column, fixed at the first call (LightFM issues #322, #347). This adapter appends
 rows to all twelve, initialised exactly as LightFM's ``_initialize`` does, whenever the id maps
-or the side-feature vocabulary grow, then runs ``fit_partial`` on a full-shape matrix holding
-the new events and, optionally, a replayed sample of earlier ones.
+or the side-feature vocabulary grow, then trains on the new events and, optionally, a replayed
+sample of earlier ones: the first time with ``fit_partial``, afterwards with the epoch routine
+``fit_partial`` runs, called on the rows the step reaches (``_fit_rows``): the same numbers, at
+a cost that does not grow with the users and items.
 
 Scoring with context (a user's recent events, not learned) folds the user in: a few steps of
 LightFM's own loss on its representation, the items fixed (``_fold_in``, docs/lightfm.md).
@@ -20,6 +22,7 @@ without the events is measured in docs/lightfm.md).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +35,7 @@ from ..context import Context, score_with_context
 from ..forget import Removed
 from ..ids import _as_id_array
 from ..params import check_bool, check_choice, check_int, check_number, check_seed
-from ..sparse import GrowingCSR
+from ..sparse import GrowingCSR, concat_ranges
 from ._context import check_context, hashed, inverse_cdf, positives, row_keys, uniform
 from ._history import History
 
@@ -49,6 +52,12 @@ _STATE = (
 _MAX_LOSS = 10.0
 #: a fold-in handles at most about this many (row, item) cells at once
 _FOLD_CELLS = 2**21
+#: LightFM's errors (``_check_input_finite``, ``_check_finite``), raised in the same cases
+_INPUT_NOT_FINITE = "Not all input values are finite. Check the input for NaNs and infinite values."
+_NOT_FINITE = ("Not all estimated parameters are finite, your model may have diverged. Try "
+               "decreasing the learning rate or normalising feature values and sample weights")
+#: the upper bound of LightFM's draw of per-thread seeds (``np.iinfo(np.int32).max``)
+_INT32_MAX = 2**31 - 1
 
 
 class LightFMRecommender(IncrementalRecommender):
@@ -57,9 +66,11 @@ class LightFMRecommender(IncrementalRecommender):
     New users, items and side-feature names append rows to all twelve of LightFM's state
     arrays, initialised as LightFM's ``_initialize`` does: embeddings ``(rand - 0.5) /
     no_components`` from the model's own ``random_state``, biases zero, Adagrad accumulators
-    at 1 (Adadelta at 0), float32 and C-contiguous. ``partial_fit`` runs ``fit_partial`` for
-    ``epochs`` on a full-shape matrix of the new events plus ``replay`` times as many earlier
-    events sampled from the history (LightFM forgets old events otherwise).
+    at 1 (Adadelta at 0), float32 and C-contiguous. ``partial_fit`` trains for ``epochs`` on
+    the new events plus ``replay`` times as many earlier events sampled from the history
+    (LightFM forgets old events otherwise): bit for bit what ``fit_partial`` on their
+    full-shape matrix computes, LightFM's random state included, at the cost of the rows the
+    events reach (``_fit_rows``).
 
     Side features are optional: :meth:`set_user_features` / :meth:`set_item_features` take a
     frame indexed by id with one numeric column per feature. Each id also keeps its identity
@@ -349,18 +360,18 @@ class LightFMRecommender(IncrementalRecommender):
             self._learn(batch, epochs=self.epochs, replay=True)
 
     def _learn(self, batch: Batch, *, epochs: int, replay: bool) -> None:
-        interactions, weights = self._step_matrices(batch, replay=replay)
+        users, items, values = self._step_events(batch, replay=replay)
         self.history_.add(batch.users, batch.items, batch.values)  # amortised O(1) per event
-        user_features, item_features = self._feature_matrices()
-        self.model_.fit_partial(
-            interactions, user_features=user_features, item_features=item_features,
-            sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
-        )
+        if self._trained:
+            self._fit_rows(users, items, values, epochs)
+        else:  # the first training initialises LightFM's state
+            self._fit_partial(users, items, values, epochs)
         self._blank_dead_items()
 
-    def _step_matrices(self, batch: Batch, *, replay: bool) -> tuple[sp.coo_matrix,
-                                                                      sp.coo_matrix | None]:
-        """Full-shape COO of the batch plus replayed earlier events (and their weights)."""
+    def _step_events(self, batch: Batch, *, replay: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+        """``(users, items, strengths)``: the batch's events, then ``replay`` times as many
+        earlier ones sampled from the history."""
         users, items = batch.users, batch.items
         values = batch.values.astype(np.float32)
         if replay and self.replay > 0 and self.history_.n_stored:
@@ -368,6 +379,12 @@ class LightFMRecommender(IncrementalRecommender):
             users = np.concatenate([users, rows])
             items = np.concatenate([items, cols])
             values = np.concatenate([values, picked])
+        return users, items, values
+
+    def _full_matrices(self, users: np.ndarray, items: np.ndarray, values: np.ndarray
+                       ) -> tuple[sp.coo_matrix, sp.coo_matrix | None]:
+        """The events as ``fit_partial`` takes them: a full-shape COO (all users x all items,
+        one entry per event, in order) and, with ``use_weights``, their sample weights."""
         shape = (self.n_users, self.n_items)
         interactions = sp.coo_matrix(
             (np.ones(users.size, dtype=np.float32),
@@ -378,6 +395,113 @@ class LightFMRecommender(IncrementalRecommender):
         if self.use_weights:
             weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
         return interactions, weights
+
+    def _fit_partial(self, users: np.ndarray, items: np.ndarray, values: np.ndarray,
+                     epochs: int) -> None:
+        """LightFM's own ``fit_partial`` for ``epochs`` on the events' full-shape matrix."""
+        interactions, weights = self._full_matrices(users, items, values)
+        user_features, item_features = self._feature_matrices()
+        self.model_.fit_partial(
+            interactions, user_features=user_features, item_features=item_features,
+            sample_weight=weights, epochs=epochs, num_threads=self.num_threads,
+        )
+
+    def _fit_rows(self, users: np.ndarray, items: np.ndarray, values: np.ndarray,
+                  epochs: int) -> None:
+        """What :meth:`_fit_partial` computes, bit for bit, at the cost of the rows the events
+        reach rather than of every user and item.
+
+        ``fit_partial`` runs LightFM's Cython epoch routine (``fit_warp``, ``fit_bpr``,
+        ``fit_logistic``, ``fit_warp_kos``) ``epochs`` times, and around it does work in
+        proportion to the users and items: the full-shape matrices, a finiteness check of
+        every embedding after each epoch, and, inside the routine, a pass over every row
+        dividing it by the L2 penalty's accumulated scale (1 when the penalty is 0). Here the
+        same routine runs with the same arguments and the same random draws, on:
+
+        - the step's users renumbered ``0..k-1`` (a user id only selects its feature row and
+          its row of the positives lookup), the lookup built for those rows alone;
+        - the items at their own ids (WARP draws negatives as ``rand % n_items``), with
+          feature rows only for the items the call can reach: the events' items and, for
+          WARP / k-OS, every item the call's random streams can draw before running out of
+          draws (:func:`_reachable_items`; BPR draws its negatives among the events' items);
+        - copies of the state rows those features reach, written back after the last epoch
+          (with an L2 penalty on a side, every row of that side moves each call: that side
+          works on LightFM's own arrays, as ``fit_partial`` does, and so does the item side
+          when the reachable items are not fewer than all of them).
+
+        Finiteness is checked after each epoch on the rows the routine could write, raising
+        LightFM's own error. LightFM's random state is drawn from in the same order as
+        ``fit_partial`` draws it (each epoch's shuffle, then the routine's per-thread seeds),
+        all epochs up front; on that error it has thus moved past the epochs not run.
+        """
+        fast = _kernels()
+        model = self.model_
+        loss, threads, n_items = self.loss, int(self.num_threads), self.n_items
+        step_users, user_ids = np.unique(users, return_inverse=True)
+        user_ids = user_ids.astype(np.int32)
+        item_ids = items.astype(np.int32)
+        ones = np.ones(users.size, dtype=np.float32)
+        weights = values.astype(np.float32) if self.use_weights else ones
+        if self.use_weights and not np.isfinite(np.sum(weights)):
+            raise ValueError(_INPUT_NOT_FINITE)
+        rng = model.random_state
+        shuffles, seeds = [], []
+        for _ in range(epochs):
+            order = np.arange(users.size, dtype=np.int32)
+            rng.shuffle(order)
+            shuffles.append(order)
+            if loss != "logistic":
+                seeds.append(rng.randint(0, _INT32_MAX, size=threads))
+
+        positives = np.unique(items)
+        reach: np.ndarray | None = None  # None: every item
+        if self.item_alpha == 0:
+            if loss in ("bpr", "logistic"):
+                reach = positives
+            else:
+                per_event = self.max_sampled + (self.n if loss == "warp-kos" else 0)
+                reach = _reachable_items(np.concatenate(seeds), users.size * per_event,
+                                         positives, n_items)
+        user_block = _Block(model, "user", self.user_features_, step_users,
+                            copy=self.user_alpha == 0)
+        item_block = _Block(model, "item", self.item_features_, reach, n_ids=n_items,
+                            copy=reach is not None)
+        lookup = None
+        if loss != "logistic":  # each renumbered user's items, sorted, once each
+            keys = np.unique(user_ids.astype(np.int64) * n_items + items)
+            lookup = fast.CSRMatrix(_Rows(
+                np.searchsorted(keys, np.arange(step_users.size + 1) * n_items),
+                keys % n_items, np.ones(keys.size, dtype=np.float32),
+                (step_users.size, n_items)))
+        item_rows = fast.CSRMatrix(item_block.features)
+        user_rows = fast.CSRMatrix(user_block.features)
+        args = (model.learning_rate, model.item_alpha, model.user_alpha)
+        # one for every epoch: each routine call ends resetting its L2 scales to 1, as new
+        state = fast.FastLightFM(
+            *item_block.arrays, *user_block.arrays, model.no_components,
+            int(model.learning_schedule == "adadelta"), model.learning_rate, model.rho,
+            model.epsilon, model.max_sampled)
+        try:
+            for epoch in range(epochs):
+                order = shuffles[epoch]
+                if loss == "warp":
+                    fast.fit_warp(item_rows, user_rows, lookup, user_ids, item_ids, ones,
+                                  weights, order, state, *args, threads,
+                                  _Seeds(seeds[epoch]))
+                elif loss == "bpr":
+                    fast.fit_bpr(item_rows, user_rows, lookup, user_ids, item_ids, ones,
+                                 weights, order, state, *args, threads, _Seeds(seeds[epoch]))
+                elif loss == "warp-kos":
+                    fast.fit_warp_kos(item_rows, user_rows, lookup, user_ids, order, state,
+                                      *args, model.k, model.n, threads, _Seeds(seeds[epoch]))
+                else:
+                    fast.fit_logistic(item_rows, user_rows, user_ids, item_ids, ones, weights,
+                                      order, state, *args, threads)
+                if not (item_block.finite() and user_block.finite()):
+                    raise ValueError(_NOT_FINITE)
+        finally:
+            item_block.store()
+            user_block.store()
 
     # -- forgetting ----------------------------------------------------------------------------
 
@@ -430,14 +554,8 @@ class LightFMRecommender(IncrementalRecommender):
         keep = user_mask[entry_rows] | item_mask[csr.indices]
         if not keep.any():
             return
-        rows, cols, values = entry_rows[keep], csr.indices[keep], csr.data[keep]
-        shape = (self.n_users, self.n_items)
-        interactions = sp.coo_matrix(
-            (np.ones(rows.size, dtype=np.float32),
-             (rows.astype(np.int32), cols.astype(np.int32))), shape=shape)
-        weights = None
-        if self.use_weights:
-            weights = sp.coo_matrix((values, (interactions.row, interactions.col)), shape=shape)
+        interactions, weights = self._full_matrices(entry_rows[keep], csr.indices[keep],
+                                                    csr.data[keep])
         user_features, item_features = self._feature_matrices()
         model = self.model_
         kept = {}
@@ -684,6 +802,19 @@ class _Features:
         self.side.add(rows[r], cols[c], values[r, c])
         self._matrix = None
 
+    def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, columns, values)`` of the rows of :meth:`matrix` for ``ids``, in order;
+        without named features built from the identity columns alone (no matrix)."""
+        if not self.has_side:
+            return (np.arange(ids.size + 1), self.identity[ids],
+                    np.ones(ids.size, dtype=np.float32))
+        matrix = self.matrix()
+        starts = matrix.indptr[ids]
+        lengths = matrix.indptr[ids + 1] - starts
+        span = concat_ranges(starts, lengths)
+        return (np.concatenate([[0], np.cumsum(lengths)]), matrix.indices[span],
+                matrix.data[span])
+
     def matrix(self) -> sp.csr_matrix:
         """ids x columns, float32 CSR, rows normalised to sum 1 (as lightfm.data.Dataset)."""
         if self._matrix is None:
@@ -744,6 +875,132 @@ def _warp_negatives(scores: np.ndarray, liked: np.ndarray, rows: np.ndarray,
     return negative, tries
 
 
+class _Rows:
+    """The parts of a CSR matrix LightFM's ``CSRMatrix`` reads (int32 ``indptr`` and
+    ``indices``, float32 ``data``, ``shape``), for rows built here."""
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                 shape: tuple[int, int]) -> None:
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int32)
+        self.indices = np.ascontiguousarray(indices, dtype=np.int32)
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.shape = shape
+
+
+class _Seeds:
+    """LightFM's random state as one call of its epoch routine uses it: a single ``randint``
+    for the per-thread seeds, drawn beforehand from the real one (so that what the call can
+    draw is known before it runs)."""
+
+    def __init__(self, seeds: np.ndarray) -> None:
+        self.seeds = seeds
+
+    def randint(self, low: int, high: int, size: int) -> np.ndarray:
+        return self.seeds
+
+
+class _Block:
+    """One side of a :meth:`LightFMRecommender._fit_rows` call: the feature rows LightFM's
+    routine reads and the six state arrays it writes.
+
+    ``ids`` (sorted) are the ids the routine can reach, or None for all. Their feature rows
+    are numbered ``0..len(ids)-1`` or, given ``n_ids``, kept at their own ids among
+    ``n_ids`` rows, the others empty and never read (zeros: a page the allocator hands out
+    zeroed costs nothing until written). With ``copy`` the arrays are copies of the rows the
+    features reach (columns renumbered to match), written back by :meth:`store`; otherwise
+    LightFM's own arrays.
+    """
+
+    def __init__(self, model: Any, side: str, features: _Features, ids: np.ndarray | None,
+                 *, n_ids: int | None = None, copy: bool) -> None:
+        self.model, self.side = model, side
+        self.columns: np.ndarray | None = None
+        own = [getattr(model, f"{side}_{suffix}") for suffix, _ in _STATE]
+        n_columns = own[0].shape[0]
+        if ids is None:
+            matrix = features.matrix() if features.has_side else _identity(n_ids)
+            self.features = _Rows(matrix.indptr, matrix.indices, matrix.data, matrix.shape)
+            self.arrays = own
+            return
+        indptr, columns, data = features.rows(ids)
+        if copy:
+            if features.has_side:
+                self.columns, columns = np.unique(columns, return_inverse=True)
+            else:  # the identity columns of sorted ids: sorted, one each
+                self.columns, columns = columns, np.arange(columns.size)
+            self.arrays = [array.take(self.columns, axis=0) for array in own]
+            n_columns = self.columns.size
+        else:
+            self.arrays = own
+        if n_ids is None:
+            self.features = _Rows(indptr, columns, data, (ids.size, n_columns))
+        else:
+            at = np.zeros(n_ids + 1, dtype=np.int32)
+            at[ids + 1] = indptr[1:]  # consecutive ids: the next row's start, the same value
+            at[ids] = indptr[:-1]
+            self.features = _Rows(at, columns, data, (n_ids, n_columns))
+
+    def finite(self) -> bool:
+        """The embeddings and biases the routine could write are all finite (their sums,
+        as LightFM's ``_check_finite`` tests them)."""
+        return math.isfinite(float(self.arrays[0].sum()) + float(self.arrays[3].sum()))
+
+    def store(self) -> None:
+        """Copies back into LightFM's arrays."""
+        if self.columns is not None:
+            for (suffix, _), array in zip(_STATE, self.arrays, strict=True):
+                getattr(self.model, f"{self.side}_{suffix}")[self.columns] = array
+
+
+#: LightFM's ``rand_r`` (musl's): ``seed = seed * A + C`` (mod 2**32), tempered, halved
+_RAND_A, _RAND_C = 1103515245, 12345
+_RAND_STEPS: list[np.ndarray] = []  # [A**k, C * (1 + A + ... + A**(k-1))] for k = 1, 2, ...
+
+
+def _rand_r(seeds: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` values of LightFM's ``rand_r`` from each of ``seeds`` (one row
+    per seed), as its epoch routines draw them."""
+    if not _RAND_STEPS or _RAND_STEPS[0].size < count:
+        size = max(count, 1024, 2 * (_RAND_STEPS[0].size if _RAND_STEPS else 0))
+        power = np.cumprod(np.full(size, _RAND_A, dtype=np.uint32), dtype=np.uint32)
+        total = np.cumsum(np.concatenate([np.ones(1, dtype=np.uint32), power[:-1]]),
+                          dtype=np.uint32) * np.uint32(_RAND_C)
+        _RAND_STEPS[:] = [power, total]
+    power, total = _RAND_STEPS
+    x = power[:count] * seeds.astype(np.uint32)[:, None] + total[:count]
+    x ^= x >> np.uint32(11)
+    x ^= (x << np.uint32(7)) & np.uint32(0x9D2C5680)
+    x ^= (x << np.uint32(15)) & np.uint32(0xEFC60000)
+    x ^= x >> np.uint32(18)
+    return x >> np.uint32(1)
+
+
+def _reachable_items(seeds: np.ndarray, budget: int, positives: np.ndarray,
+                     n_items: int) -> np.ndarray | None:
+    """Every item a WARP / k-OS routine call can draw from the thread ``seeds``, plus the
+    events' items ``positives`` (sorted); None when that would not be fewer than all items.
+
+    Each thread draws ``rand_r % n_items`` from its own stream, in order. A draw of an item
+    outside ``positives`` is accepted by any event (drawing one of its user's positives is
+    what makes an event draw again), and the events accept at most ``budget`` draws in all
+    (``max_sampled`` per event, plus k-OS's ``n`` draws of positives). So a thread never
+    reads past its ``budget``-th draw outside ``positives``, and any later draw it makes is
+    one of ``positives``: its first draws up to one with ``budget`` outside ``positives``
+    before it, with ``positives``, hold every item it reaches."""
+    if seeds.size * budget >= n_items:
+        return None
+    count = budget + 16
+    while count <= 64 * budget + 1024:
+        drawn = _rand_r(seeds, count) % np.uint32(n_items)
+        at = np.searchsorted(positives, drawn)
+        np.minimum(at, positives.size - 1, out=at)
+        if count - (positives[at] == drawn).sum(axis=1).max() >= budget:
+            reached = np.unique(np.concatenate([drawn.ravel(), positives]))
+            return reached if reached.size < n_items else None
+        count *= 2
+    return None  # nearly every draw is a positive: the events cover nearly every item
+
+
 @functools.lru_cache(maxsize=4)
 def _identity(n: int) -> sp.csr_matrix:
     """The ``n x n`` identity features, as LightFM builds them (float32 CSR); shared, read only."""
@@ -755,3 +1012,11 @@ def _lightfm() -> Any:
     import lightfm
 
     return lightfm
+
+
+def _kernels() -> Any:
+    """LightFM's Cython module: its epoch routines, ``CSRMatrix`` and ``FastLightFM``."""
+    _lightfm()
+    from lightfm import _lightfm_fast
+
+    return _lightfm_fast
