@@ -8,7 +8,9 @@ a few models, ``--only after`` skips the previous defaults). The table it printe
 harness as ``recinc compare --step 1`` does: ``compare(..., Stream(frame, step=1), threads=1)``,
 every event ranked (top 10 of every item seen so far, the user's items excluded) before it is
 learned. It prints, per model and setting (``before``: the defaults before per-event updates,
-passed explicitly; ``after``: today's defaults):
+passed explicitly, and for LightFM its steps through LightFM's own ``fit_partial`` on
+full-shape matrices, as before issue 16, ``bench_lightfm.FitPartialSteps``: the same numbers;
+``after``: today's defaults):
 
 - recall@10;
 - events per second of CPU time (the replay's process time: the machine is shared, so wall
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from _common import movielens
+from bench_lightfm import FitPartialSteps
 
 from recinc_plugins import list_models, make
 from recinc_plugins.base import Batch
@@ -51,6 +54,9 @@ except ImportError:  # without River its models are not installed, and not repla
     pass
 else:
     BEFORE["river-funkmf"] = {"optimizer": _river_optim.SGD(0.1)}
+#: LightFM's learning changed, not its parameters: before is its previous code path
+BEFORE["lightfm"] = {}
+BEFORE_CLASS = {"lightfm": FitPartialSteps}
 #: models not replayed by default, and why
 LEFT_OUT = {"surprise-": "Surprise's models refit or fold in per step: too slow per event"}
 #: targets (events/s of CPU time, recall@10) for ranking models, beyond popularity's recall
@@ -95,11 +101,15 @@ def steps_cost(model: Any, frame: Any, start: int, count: int) -> float:
     return time.process_time() - t0
 
 
-def run(name: str, params: dict[str, Any], stream: Stream, budget: float) -> dict[str, Any]:
+def run(name: str, params: dict[str, Any], stream: Stream, budget: float,
+        cls: type | None = None) -> dict[str, Any]:
     stamps: list[float] = []
     n = stream.n_scored
     snapshots: dict[int, Any] = {n // 4: None, 3 * n // 4: None}
-    model = _stamped(make(name, **params), stamps, snapshots)
+    model = make(name, **params)
+    if cls is not None:
+        model.__class__ = cls
+    model = _stamped(model, stamps, snapshots)
     t0 = time.process_time()
     result = compare({name: model}, stream, threads=1, time_budget_s=budget)
     cpu = time.process_time() - t0
@@ -154,7 +164,8 @@ def main() -> None:
         for label, params in settings:
             if args.only and name in BEFORE and label != args.only:
                 continue
-            got = run(name, params, stream, args.budget)
+            got = run(name, params, stream, args.budget,
+                      BEFORE_CLASS.get(name) if label == "before" else None)
             rows[name, label] = got
             kind = "" if feedback.get(name) != "ratings" else " (ratings)"
             shown = label if name in BEFORE else "unchanged"
