@@ -379,7 +379,7 @@ def test_one_event_steps_cost_the_same_with_100_times_the_users_and_items(loss,
                                                                           implicit_stream):
     """fit_partial's work in proportion to the users and items (full-shape matrices, a
     finiteness check of every row, the routine's pass over every row) made a step on the
-    large model 3.7 times dearer; the rows a step reaches cost the same in both. (BPR and
+    large model 3.6-4.8 times dearer; the rows a step reaches cost the same in both. (BPR and
     logistic: their routine's own work is the same in both models. WARP draws negatives
     until one scores high enough, and 30,000 untrained items change how many draws that
     takes: a different computation, not more overhead.)"""
