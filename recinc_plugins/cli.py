@@ -18,11 +18,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     table = list_models(capabilities=True)
     yes_no = {True: "yes", False: "no"}
     table["installed"] = table["installed"].map(yes_no)
-    table["side_features"] = table["side_features"].map(yes_no)
+    for column in ("side_features", "context"):
+        table[column] = table[column].map(yes_no)
     columns = ["name", "extra", "installed", "feedback", "update", "cold_start",
-               "side_features", "description"]
+               "side_features", "context", "description"]
     headers = ["name", "extra", "installed", "feedback", "update", "cold start",
-               "side features", "description"]
+               "side features", "context", "description"]
     print(tabulate(table[columns].astype(object).where(table[columns].notna(), "-"),
                    headers=headers, tablefmt="simple", showindex=False))
     return 0

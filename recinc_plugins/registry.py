@@ -186,7 +186,7 @@ def make(name: str, **params: Any) -> Any:
     return factory(**{**spec.defaults, **params})
 
 
-_CAPABILITY_COLUMNS = ["feedback", "update", "cold_start", "side_features"]
+_CAPABILITY_COLUMNS = ["feedback", "update", "cold_start", "side_features", "context"]
 
 
 def list_models(capabilities: bool = False) -> pd.DataFrame:
@@ -194,8 +194,9 @@ def list_models(capabilities: bool = False) -> pd.DataFrame:
 
     ``capabilities=True`` adds what each installed model's
     :class:`~recinc_plugins.base.Capabilities` say: ``feedback`` (``"ratings"``,
-    ``"implicit"`` or ``"both"``), ``update``, ``cold_start`` and ``side_features`` (None
-    where unknown). It imports every installed model's library, so it is off by default.
+    ``"implicit"`` or ``"both"``), ``update``, ``cold_start``, ``side_features`` and
+    ``context`` (whether it scores with a user's recent events; None where unknown). It
+    imports every installed model's library, so it is off by default.
     """
     _load_plugins()
     rows = []
@@ -224,4 +225,4 @@ def _capability_row(spec: ModelSpec) -> dict[str, Any]:
     if caps.cold_start == "features":
         policy = f"features, else {policy}"
     return {"feedback": feedback, "update": caps.update, "cold_start": policy,
-            "side_features": bool(caps.side_features)}
+            "side_features": bool(caps.side_features), "context": bool(caps.context)}

@@ -91,6 +91,9 @@ def test_list_models_shows_what_the_capabilities_say(monkeypatch):
     assert table.loc["implicit-als", "update"] == "touched"
     assert table.loc["surprise-svd", "feedback"] == "ratings"
     assert table.loc["neural", "feedback"] == "both"
+    # which models score with a user's recent events (context="fresh"), which ignore them
+    assert table.loc[["item-knn", "implicit-als", "lightfm", "neural"], "context"].all()
+    assert not table.loc[["popularity", "river-biasedmf", "surprise-knn"], "context"].any()
     assert table.loc["made-by-a-function", ["feedback", "update"]].isna().all()
     assert "feedback" not in recinc_plugins.list_models().columns  # imports nothing by default
 
