@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from recinc_plugins.data import load_dataset
+from recinc_plugins.data import load_dataset, synthetic_stream
 from recinc_plugins.evaluation import Stream
 
 
@@ -18,6 +18,16 @@ def movielens() -> pd.DataFrame:
     """MovieLens 100K from ``RECINC_DATA_HOME``, in the order the harness replays it."""
     return Stream(load_dataset("ml-100k", home=os.environ.get("RECINC_DATA_HOME"),
                                download=False)).frame
+
+
+def movielens_or_synthetic() -> tuple[str, pd.DataFrame]:
+    """``(label, frame)``: MovieLens 100K where it is found, else a synthetic stream of its
+    size (943 users, 1,682 items, 100,000 events)."""
+    try:
+        return "ml-100k", load_dataset("ml-100k", download=False)
+    except FileNotFoundError:
+        return "synthetic (ml-100k not found)", synthetic_stream(
+            n_events=100_000, n_users=943, n_items=1682, seed=0)
 
 
 def clocked(fn) -> float:

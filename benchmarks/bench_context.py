@@ -35,21 +35,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import movielens_or_synthetic
 
 from recinc_plugins import make
-from recinc_plugins.data import load_dataset, synthetic_stream
 from recinc_plugins.evaluation import Stream, compare
 from recinc_plugins.registry import get_spec
 
 ALS_BEFORE = "implicit-als-per-row"
-
-
-def load() -> tuple[str, pd.DataFrame]:
-    try:
-        return "ml-100k", load_dataset("ml-100k", download=False)
-    except FileNotFoundError:
-        return "synthetic (ml-100k not found)", synthetic_stream(
-            n_events=100_000, n_users=943, n_items=1682, seed=0)
 
 
 def timed(cls: type) -> type:
@@ -138,7 +130,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    data, frame = load()
+    data, frame = movielens_or_synthetic()
     stream = Stream(frame, step=args.step)
     print(f"{data}: {stream!r}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores (best of {args.repeat})\n")

@@ -24,18 +24,10 @@ import time
 
 import numpy as np
 import pandas as pd
+from _common import movielens_or_synthetic
 
 from recinc_plugins.baselines import Popularity
-from recinc_plugins.data import load_dataset, synthetic_stream
 from recinc_plugins.evaluation import Stream, compare
-
-
-def load() -> tuple[str, pd.DataFrame]:
-    try:
-        return "ml-100k", load_dataset("ml-100k", download=False)
-    except FileNotFoundError:
-        return "synthetic (ml-100k not found)", synthetic_stream(
-            n_events=100_000, n_users=943, n_items=1682, seed=0)
 
 
 def best(fn, repeat: int):
@@ -72,7 +64,7 @@ def main() -> None:
                         help="which figures to measure (comma-separated)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    name, frame = load()
+    name, frame = movielens_or_synthetic()
     print(f"data: {name}, {len(frame):,} events; cores: {os.cpu_count()}; load average "
           f"before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
