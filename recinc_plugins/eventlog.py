@@ -74,13 +74,8 @@ class EventLog:
         items = self.items[: self.n].astype(np.int64)
         live = ~(model.user_index_.dead[users] | model.item_index_.dead[items])
         users, items = users[live], items[live]
-        frame = {"user": model.user_index_.ids_of(users), "item": model.item_index_.ids_of(items)}
-        values = getattr(model, "pair_values_", None)
-        if values is not None:
-            sums = np.asarray(values.tocsr()[users, items]).ravel()
-            counts = np.asarray(model.seen_.tocsr()[users, items]).ravel()
-            rated = model.n_ratings_ or not type(model).capabilities.implicit
-            frame["rating" if rated else "weight"] = sums / np.maximum(counts, 1)
+        frame = {"user": model.user_index_.ids_of(users), "item": model.item_index_.ids_of(items),
+                 **model._mean_strengths(users, items)}
         return pd.DataFrame(frame)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -189,13 +189,22 @@ class Forgetting:
         rows, cols, counts = rows[keep], cols[keep], counts[keep]
         frame = {"user": self.user_index_.ids_of(np.repeat(rows, counts)),
                  "item": self.item_index_.ids_of(np.repeat(cols, counts))}
-        values = getattr(self, "pair_values_", None)
-        if values is not None:
-            sums = np.asarray(values.tocsr()[rows, cols]).ravel()
-            rated = self.n_ratings_ or not type(self).capabilities.implicit
-            column = "rating" if rated else "weight"
-            frame[column] = np.repeat(sums / counts, counts)
+        for column, mean in self._mean_strengths(rows, cols, counts).items():
+            frame[column] = np.repeat(mean, counts)
         return pd.DataFrame(frame)
+
+    def _mean_strengths(self, users: np.ndarray, items: np.ndarray,
+                        counts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``{"rating" or "weight": each (user, item) pair's mean strength}`` (``counts``: its
+        events, read from ``seen_`` when not given); empty where every strength was 1."""
+        values = getattr(self, "pair_values_", None)
+        if values is None:
+            return {}
+        if counts is None:
+            counts = np.asarray(self.seen_.tocsr()[users, items]).ravel()
+        sums = np.asarray(values.tocsr()[users, items]).ravel()
+        rated = self.n_ratings_ or not type(self).capabilities.implicit
+        return {"rating" if rated else "weight": sums / np.maximum(counts, 1)}
 
     def _retrain_kept(self) -> None:
         """Refit on :meth:`kept_events`, from scratch (the forgotten slots go with the old
