@@ -132,8 +132,9 @@ def test_als_scores_a_context_with_implicit_own_recalculate_user(explicit_stream
     context = Context.from_lists([[3, 5, 3], [7], [1, 2]], [[4.0, 1.0, 2.0], [5.0], [1.0, 3.0]])
     users = np.array([0, -1, 4])
     got = model.user_vectors(users, context)
-    # the reference: each user's own history row (none for the unknown user) plus the
-    # context, as confidences, through implicit's recalculate_user
+    # the reference: each user's own history row (none for the unknown user) plus
+    # context_weight (4 by default) times the context, as confidences, through implicit's
+    # recalculate_user
     history, recent = [], []
     for r, user in enumerate(users.tolist()):
         history.append(model.user_items_[user].toarray()[0] if user >= 0
@@ -143,7 +144,8 @@ def test_als_scores_a_context_with_implicit_own_recalculate_user(explicit_stream
         np.add.at(row, items, values)
         recent.append(row)
     confidence = (model._confidence(sp.csr_matrix(np.array(history, dtype=np.float32)))
-                  + model._confidence(sp.csr_matrix(np.array(recent, dtype=np.float32))))
+                  + model.context_weight
+                  * model._confidence(sp.csr_matrix(np.array(recent, dtype=np.float32))))
     expected = model.model_.recalculate_user(np.arange(3), confidence)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(model.score_block(users, context),

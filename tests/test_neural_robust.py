@@ -36,7 +36,7 @@ def rmse(model, test: pd.DataFrame) -> float:
 # steps of 1,000 events (the torch path) and of 128 events with one recent item (small enough
 # for the numpy path); both gave NaN before the step bound, in either order of the stream
 @pytest.mark.parametrize("cls", [NeuralRecommender, SequentialRecommender])
-@pytest.mark.parametrize(("params", "chunk"), [({}, 1000),
+@pytest.mark.parametrize(("params", "chunk"), [({"batch_size": 256}, 1000),
                                                ({"history": 1, "batch_size": 128}, 128)])
 def test_the_rating_mode_stays_finite_on_a_stream_grouped_by_user(explicit_stream, cls,
                                                                    params, chunk):
@@ -58,7 +58,8 @@ def test_the_rating_mode_stays_finite_on_a_stream_grouped_by_user(explicit_strea
 def test_a_step_does_not_overshoot_the_ratings_of_a_heavy_user(explicit_stream):
     # one step of 200 ratings by one user: plain SGD moved the user's row by 200 events'
     # gradients at once (10 times what fits them at learning rate 0.05) and the error grew
-    model = NeuralRecommender(loss="mse", history=0, n_replay=0, device="cpu", seed=0)
+    model = NeuralRecommender(loss="mse", history=0, n_replay=0, batch_size=256, device="cpu",
+                              seed=0)
     model.fit(explicit_stream.iloc[:1500])
     items = explicit_stream["item"].drop_duplicates().to_numpy()[:200]
     heavy = pd.DataFrame({"user": "heavy", "item": items,

@@ -126,7 +126,9 @@ def test_it_learns_what_comes_next_better_than_from_stale_pasts():
     from recinc_plugins.evaluation import Stream, compare
 
     models = {"seq": SequentialRecommender(**SMALL, seed=0),
-              "two-tower": NeuralRecommender(**SMALL, seed=0)}
+              # the same chunks for both (one per step): two-tower's default of 4 events
+              # would train each event with a past at most 3 events stale
+              "two-tower": NeuralRecommender(**SMALL, batch_size=256, seed=0)}
     result = compare(models, Stream(cycles(per_user=20), step=240, warmup=240), k=3,
                      context="fresh")
     recall = result.summary.set_index("model")["recall@3"]
@@ -231,7 +233,7 @@ def test_bad_parameters_are_rejected_by_name(implicit_stream, params, message):
 NEURAL_DEFAULTS = {
     "n_factors": 64, "loss": "bpr", "history": 20, "history_decay": 0.8, "n_negatives": 16,
     "negatives": "uniform", "replay_size": 20_000, "n_replay": 4, "replay": "reservoir",
-    "n_passes": 1, "forget_passes": 1, "batch_size": 256, "learning_rate": None,
+    "n_passes": 1, "forget_passes": 1, "batch_size": 4, "learning_rate": None,
     "optimizer": "auto", "reg": None, "bias_learning_rate": None, "bias_reg": None,
     "calibration": None, "calibration_rate": 0.003, "calibration_width": 0.1, "init_std": 0.1,
     "hash_buckets": None, "cold_start": "newcomer", "device": "auto", "num_threads": None,
@@ -242,7 +244,8 @@ def test_it_takes_the_two_tower_models_parameters_from_one_definition():
     neural, seq = NeuralRecommender(), SequentialRecommender()
     assert neural.get_params() == NEURAL_DEFAULTS
     assert list(neural.get_params()) == list(NEURAL_DEFAULTS)  # positional order kept
-    assert seq.get_params() == {**NEURAL_DEFAULTS, "n_negatives": 32, "attention": True,
+    assert seq.get_params() == {**NEURAL_DEFAULTS, "n_negatives": 32, "batch_size": 256,
+                                "attention": True,
                                 "attention_learning_rate": 3e-4}
     assert repr(seq) == "SequentialRecommender()"
     tuned = SequentialRecommender(n_factors=8, history=3, attention=False, device="cpu")

@@ -122,11 +122,16 @@ def test_als_re_solves_the_touched_user_every_event_and_items_on_their_schedule(
 
 
 def test_auto_defaults_follow_the_step_size(implicit_stream):
+    # ALS's "auto" regularization is 3 at every step size (it was 30 for fits and steps of
+    # 1,000 events or more); a number given is used at every step size
     als = ImplicitALS(**SMALL).fit(implicit_stream.iloc[:1000])
-    assert als.model_.regularization == 30.0  # a fit is a large step
+    assert als.model_.regularization == 3.0  # a fit is a large step
     _one_event_steps(als, implicit_stream, 1000, 1001)
     assert als.model_.regularization == 3.0
     als.partial_fit(implicit_stream.iloc[1001:2001])
+    assert als.model_.regularization == 3.0
+    als = ImplicitALS(**SMALL, regularization=30.0).fit(implicit_stream.iloc[:1000])
+    _one_event_steps(als, implicit_stream, 1000, 1001)
     assert als.model_.regularization == 30.0
     assert ImplicitBPR()._value("learning_rate") == 0.01
     assert ImplicitBPR()._value("learning_rate", small=True) == 0.05
