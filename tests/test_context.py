@@ -153,3 +153,19 @@ def test_als_scores_a_context_with_implicit_own_recalculate_user(explicit_stream
     # without a context, the learned factors as they are
     np.testing.assert_array_equal(model.user_vectors(np.array([0, 4])),
                                   model.model_.user_factors[[0, 4]])
+
+
+@pytest.mark.parametrize(("name", "floor"), [("implicit-als", 0.13), ("neural", 0.12)])
+def test_ml100k_fresh_context_at_1000_event_steps_doubles_popularity(ml100k, name, floor):
+    """Issue 12's target at the defaults: with fresh context at 1,000-event steps the factor
+    models reach at least twice popularity's learned-context 0.054 (docs/knn.md: ALS 0.1458,
+    neural 0.1333; both defaults were chosen on the first half of ml-100k and the synthetic
+    stream). lightfm (0.1309) is left out to keep the suite short."""
+    import recinc_plugins
+
+    stream = Stream(ml100k, step=1000)
+    models = {"pop": Popularity(), name: recinc_plugins.make(name, seed=0)}
+    summary = compare(models, stream, k=10, context="fresh").summary.set_index("model")
+    learned = compare({"pop": Popularity()}, stream, k=10).summary.set_index("model")
+    assert learned.loc["pop", "recall@10"] == pytest.approx(0.0536, abs=5e-4)
+    assert summary.loc[name, "recall@10"] >= max(floor, 2 * learned.loc["pop", "recall@10"])
