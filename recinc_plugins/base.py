@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from .capabilities import Capabilities
 from .coldstart import COLD_STARTS, NEWCOMER_EVENTS, NEWCOMER_HALF_LIFE, ColdStart, Newcomer
-from .context import Context
+from .context import Context, context_for
 from .forget import Forgetting
-from .ids import _as_id_array
+from .ids import _as_id_array, _one_id
 from .params import Parameters
 from .persistence import FORMAT_VERSION, ModelFileError, load_model, save_model
 from .ranking import Recommendations, recommend, top_k
@@ -112,24 +113,47 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         self._ingest_and_learn(batch)
         return self
 
-    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
+    def score(self, users: Any, items: Any, *, context: Any = None,
+              return_cold: bool = False) -> Any:
         """One score per ``(user, item)`` pair: a predicted rating for explicit models.
 
         ``users`` may be a single id, broadcast to every item. Pairs with an unknown user or
         item get the cold-start fallback (the global mean for rating models, item popularity
         otherwise); ``return_cold=True`` also returns a boolean array flagging them.
+        ``context`` gives users' recent events that the model has not learned, as
+        ``recommend``'s does: a model that uses it (``capabilities.context``) scores the
+        pairs of those users with it, an unknown user included (then not flagged cold), and
+        learns nothing; the others ignore it.
         """
-        _, _, u, i = self._lookup_pairs(users, items)
+        user_ids, _, u, i = self._lookup_pairs(users, items)
         cold = (u < 0) | (i < 0)
         out = np.empty(u.size, dtype=np.float64)
-        if (~cold).any():
-            out[~cold] = self._score_pairs(u[~cold], i[~cold])
+        with_context = np.zeros(u.size, dtype=bool)
+        if context is not None:
+            # one context row per distinct user id (unknown ids told apart by their id)
+            codes, _ = pd.factorize(user_ids)
+            _, first = np.unique(codes, return_index=True)
+            ctx = context_for(self, user_ids[first], context, single=_one_id(users))
+            if self.capabilities.context:
+                has = ctx.lengths > 0
+                with_context = has[codes] & (i >= 0)
+            if with_context.any():
+                rows = np.flatnonzero(has)
+                block = np.asarray(self.score_block(u[first][rows], ctx.take(rows)))
+                row_of = np.full(first.size, -1, dtype=np.int64)
+                row_of[rows] = np.arange(rows.size)
+                out[with_context] = block[row_of[codes[with_context]], i[with_context]]
+        cold &= ~with_context
+        plain = ~cold & ~with_context
+        if plain.any():
+            out[plain] = self._score_pairs(u[plain], i[plain])
         if cold.any():
             out[cold] = self._fallback_pairs(u[cold], i[cold])
         return (out, cold) if return_cold else out
 
     def recommend(self, users: Any, k: int = 10, *, exclude_seen: bool = True,
-                  candidates: Sequence[Any] | np.ndarray | None = None) -> Recommendations:
+                  candidates: Sequence[Any] | np.ndarray | None = None,
+                  context: Any = None) -> Recommendations:
         """Top-``k`` items for each of ``users``, best first, in one batched call.
 
         Parameters
@@ -140,11 +164,20 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         k
             How many items per user.
         exclude_seen
-            Leave out items the user has interacted with.
+            Leave out items the user has interacted with (with a context, its items too).
         candidates
             Restrict recommendations to these item ids (all must be known to the model).
+        context
+            The users' recent events that the model has not learned yet (a live service's
+            clicks since the last update), oldest first: a DataFrame with ``user`` and
+            ``item`` columns (strengths in ``rating`` or ``weight``; rows of other users are
+            not used), a mapping ``{user id: item ids}``, or, for one user, its item ids. A
+            model that uses context (``capabilities.context``; ``recinc models``) scores a
+            user with a non-empty one from it, an unknown user included (then not flagged
+            cold), and learns nothing; the others ignore it for scoring. Items the model
+            does not know are left out (nothing to score them with; no candidates either).
         """
-        return recommend(self, users, k, exclude_seen, candidates)
+        return recommend(self, users, k, exclude_seen, candidates, context)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (parameters, learned state, id maps) to one versioned file: its

@@ -8,13 +8,16 @@ one row per scored user, the items oldest first, with their strengths. Models th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["Context", "score_with_context"]
+from .ids import _as_id_array
+
+__all__ = ["Context", "context_for", "score_with_context"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,74 @@ def score_with_context(model: Any, users: np.ndarray, context: Context, has: np.
         rows = np.flatnonzero(has)
         scores[rows] = score_rows(users[rows], context.take(rows))
     return scores
+
+
+def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool) -> Context:
+    """The ``context`` argument of ``recommend`` and ``score``, as a :class:`Context` with a row
+    per id of ``user_ids`` (in the model's item indices, oldest first).
+
+    ``context`` is a DataFrame of events not learned yet (``user`` and ``item`` columns, the
+    strength in ``rating`` or else ``weight``, 1 without either; rows in time order; rows of
+    users not asked for are not used), a mapping ``{user id: item ids, oldest first}``, or,
+    when one user is asked for (``single``), that user's item ids. Items the model does not
+    know are left out of the rows: the model has nothing to score them with, and they are no
+    candidates either. A model that predicts ratings and uses context needs them: a frame
+    with a ``rating`` column (1 would read as the lowest rating)."""
+    users: list[Any] = user_ids.tolist()
+    rated = isinstance(context, pd.DataFrame) and "rating" in context.columns
+    if not rated and model.capabilities.context and model.predicts_ratings():
+        raise ValueError(f"{type(model).__name__} predicts ratings, so its context needs "
+                         "them: pass a DataFrame of recent events with a 'rating' column")
+    if isinstance(context, pd.DataFrame):
+        missing = [c for c in ("user", "item") if c not in context.columns]
+        if missing:
+            raise ValueError(f"context: a frame of recent events needs 'user' and 'item' "
+                             f"columns; missing {missing} (columns: {list(context.columns)})")
+        column = next((c for c in ("rating", "weight") if c in context.columns), None)
+        values = np.ones(len(context)) if column is None else _strengths(context[column])
+        rows: dict[Any, tuple[list[Any], list[float]]] = {}
+        for user, item, value in zip(context["user"].tolist(), context["item"].tolist(),
+                                      values.tolist(), strict=True):
+            entry = rows.setdefault(user, ([], []))
+            entry[0].append(item)
+            entry[1].append(value)
+        per_user = [rows.get(user, ([], [])) for user in users]
+    elif isinstance(context, Mapping):
+        per_user = []
+        for user in users:
+            items = _item_list(context.get(user, ()), f"context[{user!r}]")
+            per_user.append((items, [1.0] * len(items)))
+    elif single:
+        items = _item_list(context, "context")
+        per_user = [(items, [1.0] * len(items))]
+    else:
+        raise TypeError("context must be a DataFrame of recent events (user, item, optional "
+                        "rating or weight), a mapping {user id: item ids}, or, for one user, "
+                        f"a list of item ids; got {type(context).__name__}")
+    lengths = np.array([len(items) for items, _ in per_user], dtype=np.int64)
+    flat = _as_id_array([item for items, _ in per_user for item in items])
+    vals = np.array([v for _, values in per_user for v in values], dtype=np.float64)
+    index = model.item_index_.lookup(flat) if flat.size else np.zeros(0, dtype=np.int64)
+    known = index >= 0
+    owner = np.repeat(np.arange(len(per_user)), lengths)
+    kept = np.bincount(owner[known], minlength=len(per_user))
+    return Context(np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
+                   index[known].astype(np.int64), vals[known])
+
+
+def _item_list(items: Any, name: str) -> list[Any]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, np.ndarray,
+                                                                  pd.Series)):
+        raise TypeError(f"{name} must be a list of item ids, oldest first; got "
+                        f"{type(items).__name__} {items!r:.60}")
+    return list(items)
+
+
+def _strengths(column: pd.Series) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"context: column {column.name!r} must hold finite numbers; row {row} "
+                         f"holds {column.iloc[row]!r}")
+    return values

@@ -13,6 +13,12 @@ from .growth import grown
 __all__ = ["IdIndex"]
 
 
+def _one_id(ids: Any) -> bool:
+    """Whether ``ids`` is one id (a scalar or a string), not a collection of them."""
+    return isinstance(ids, (str, bytes)) or not isinstance(ids, (Iterable, pd.Series,
+                                                                 pd.Index, np.ndarray))
+
+
 def _as_id_array(ids: Any) -> np.ndarray:
     """One-dimensional array of ids; integers become int64, anything else object."""
     if isinstance(ids, (pd.Series, pd.Index)):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .ids import _as_id_array
+from .ids import _as_id_array, _one_id
 
 __all__ = ["Recommendations", "recommend", "top_k"]
 
@@ -180,17 +180,26 @@ def recommend(
     k: int,
     exclude_seen: bool,
     candidates: Sequence[Any] | np.ndarray | None,
+    context: Any = None,
 ) -> Recommendations:
     """:meth:`IncrementalRecommender.recommend <recinc_plugins.base.IncrementalRecommender.
-    recommend>`: score the catalogue for known users (``_score_users``) and unknown ones (the
-    cold-start fallback) in one array, mask seen items, restrict to the candidates, take the
-    top k, and map indices back to item ids."""
+    recommend>`: score the catalogue for known users (``_score_users``), users with a context
+    (``score_block`` with it, where the model uses context) and unknown ones (the cold-start
+    fallback) in one array, mask seen items (and the context's), restrict to the candidates,
+    take the top k, and map indices back to item ids."""
+    from .context import context_for
+
     model._ensure_state()
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     user_ids = _as_id_array(users)
     u = model.user_index_.lookup(user_ids)
-    cold = u < 0
+    ctx = None if context is None else context_for(model, user_ids, context,
+                                                   single=_one_id(users))
+    with_context = np.zeros(u.size, dtype=bool)
+    if ctx is not None and model.capabilities.context:
+        with_context = ctx.lengths > 0
+    cold = (u < 0) & ~with_context
     n_items = model.n_items
     if candidates is not None:
         cand_ids = _as_id_array(candidates)
@@ -203,14 +212,21 @@ def recommend(
             )
         cand = np.unique(cand)
     scores = np.empty((u.size, n_items), dtype=np.float64)
-    if (~cold).any():
-        scores[~cold] = model._score_users(u[~cold])
+    plain = ~cold & ~with_context
+    if plain.any():
+        scores[plain] = model._score_users(u[plain])
     if cold.any():
         scores[cold] = model._fallback_scores(int(cold.sum()))
-    if exclude_seen and (~cold).any():
-        rows = np.flatnonzero(~cold)
+    if with_context.any():
+        rows = np.flatnonzero(with_context)
+        scores[rows] = model.score_block(u[rows], ctx.take(rows))
+    known = u >= 0
+    if exclude_seen and known.any():
+        rows = np.flatnonzero(known)
         pos, cols = model.seen_.row_entries(u[rows])
         scores[rows[pos], cols] = -np.inf
+    if exclude_seen and ctx is not None and ctx.items.size:
+        scores[np.repeat(np.arange(u.size), ctx.lengths), ctx.items] = -np.inf
     dead = model.item_index_._dead
     if dead is not None and dead[:n_items].any():  # forgotten items are never recommended
         scores[:, dead[:n_items]] = -np.inf

@@ -23,8 +23,10 @@ import numpy as np
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
+from ..context import context_for
 from ..forget import Removed
 from ..growth import grown
+from ..ids import _one_id
 from ..params import check_int
 
 __all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
@@ -388,14 +390,18 @@ class RiverRanker(IncrementalRecommender):
             user_ids, item_ids = self._ids_of(users, items)
         return self._predict(user_ids, item_ids)[0]
 
-    def score(self, users: Any, items: Any, *, return_cold: bool = False) -> Any:
+    def score(self, users: Any, items: Any, *, context: Any = None,
+              return_cold: bool = False) -> Any:
         """One predicted rating per ``(user, item)`` pair, equal to River's ``predict_one``.
 
         Unlike ``predict_one``, scoring never inserts an unseen user or item into the model.
         ``return_cold=True`` also returns a boolean array flagging pairs with an id the model
-        has not learned.
+        has not learned. River's models do not use a ``context`` (it is checked, then
+        ignored: ``IncrementalRecommender.score``).
         """
         user_ids, item_ids, u, i = self._lookup_pairs(users, items)
+        if context is not None:
+            context_for(self, user_ids, context, single=_one_id(users))  # checked, unused
         self._sync_size()  # ids added to the index from outside get their rows first
         if self.vectorised_ and u.size <= _FEW_PAIRS:
             user_keys, item_keys = self._user_keys, self._item_keys
