@@ -1,4 +1,5 @@
-"""Quick start: one model, learning a stream step by step, recommending, saving and loading.
+"""Quick start: one model, learning a stream step by step, recommending (also from a user's
+latest events, not learned), saving and loading.
 
 Run: ``python examples/quickstart.py`` (a few seconds, on the built-in synthetic stream).
 """
@@ -22,6 +23,14 @@ def main() -> None:
     some_users = [events["user"].iloc[-1], "a-user-never-seen"]
     recs = model.recommend(some_users, k=5)
     print(recs.to_frame())  # the unknown user is answered by popularity and flagged cold
+
+    # a live service knows a user's latest clicks before the model learns them: give them as
+    # context (not learned); a model that uses context (`recinc models`) scores from them
+    knn = rp.make("item-knn").fit(events)
+    latest = events["item"].iloc[-3:].tolist()
+    fresh = knn.recommend("a-user-never-seen", k=5, context=latest)
+    print(f"item-knn for someone new who just picked {latest}: {fresh.items[0].tolist()} "
+          f"(cold: {bool(fresh.cold[0])})")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.recinc"
