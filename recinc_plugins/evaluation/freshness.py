@@ -88,7 +88,7 @@ class FreshnessResult:
 
         metric = metric or f"recall@{self.k}"
         ok = self.table[self.table["status"] == "ok"]
-        fig = Figure(figsize=(7, 4.2), layout="constrained")
+        fig = Figure(figsize=(9, 4.2), layout="constrained")
         ax = fig.subplots()
         colours: dict[str, str] = {}
         for (model, context), rows in ok.groupby(["model", "context"], sort=False):
@@ -108,7 +108,7 @@ class FreshnessResult:
         ax.set_xlabel("update interval: mean events per step (durations marked)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # off the lines
         ax.set_title("how fresh must the model be?", fontsize="medium")
         path = Path(path)
         fig.savefig(path, dpi=110)
