@@ -13,9 +13,10 @@ Every event is scored against the models as they were before its step, then lear
 and the rating models are compared on MAE. ``--all`` adds every installed adapter at its
 defaults. Ranking compares ``neural``, ``neural-seq`` (the sequential model) and popularity.
 ``--context fresh`` scores every event with its user's earlier events of the same step as
-context (learned only at the end of the step); it adds ``neural`` with ``batch_size=4``, and
-replays the neural models with learned context too, to print what fresh context costs in
-scoring time (``score_s``, the models' own scoring) and in the whole replay (``wall_s``).
+context (learned only at the end of the step); it adds ``neural-batch256``, ``neural`` with
+``batch_size=256`` (its default until 2026-11, now 4), and replays the neural models with
+learned context too, to print what fresh context costs in scoring time (``score_s``, the
+models' own scoring) and in the whole replay (``cpu_s``, the process's CPU seconds).
 Prints the summary and writes the harness's report and plots (recall@10 over time among them)
 to ``--out`` (a fresh temporary folder by default: the outputs derive from ml-100k,
 whose licence forbids redistributing it, so keep them out of version control).
@@ -53,9 +54,10 @@ def models_for(target: str, include_all: bool, device: str = "cpu",
                   "neural-seq": SequentialRecommender(**common),
                   "popularity": Popularity()}
         if context == "fresh":
-            # smaller chunks: a step's events train one after another, each with its user's
-            # recent items as they were (chosen on the first half of ml-100k, docs/neural.md)
-            models["neural-batch4"] = NeuralRecommender(**common, batch_size=4)
+            # neural's default chunk size until 2026-11: a step's events train as blocks of
+            # 256 whose users' recent items are those from before the block; the default, 4,
+            # trains them almost one after another (docs/neural.md)
+            models["neural-batch256"] = NeuralRecommender(**common, batch_size=256)
         names = RANKING_ADAPTERS
     if include_all:
         installed = set(list_models().query("installed")["name"])
