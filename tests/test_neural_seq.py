@@ -233,7 +233,7 @@ def test_bad_parameters_are_rejected_by_name(implicit_stream, params, message):
 NEURAL_DEFAULTS = {
     "n_factors": 64, "loss": "bpr", "history": 20, "history_decay": 0.8, "n_negatives": 16,
     "negatives": "uniform", "replay_size": 20_000, "n_replay": 4, "replay": "reservoir",
-    "n_passes": 1, "forget_passes": 1, "batch_size": 4, "learning_rate": None,
+    "n_passes": 1, "forget_passes": 1, "batch_size": None, "learning_rate": None,
     "optimizer": "auto", "reg": None, "bias_learning_rate": None, "bias_reg": None,
     "calibration": None, "calibration_rate": 0.003, "calibration_width": 0.1, "init_std": 0.1,
     "hash_buckets": None, "cold_start": "newcomer", "device": "auto", "num_threads": None,

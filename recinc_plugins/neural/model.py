@@ -26,6 +26,8 @@ _LOSSES = ("bpr", "bce", "mse")
 _RATING_LOSSES = ("mse",)
 _NEGATIVES = ("uniform", "popularity", "in-batch")
 _REPLAY = ("reservoir", "recent")
+#: events per chunk when ``forget`` re-trains the rows it touched (shuffled kept events)
+_RELEARN_BATCH = 256
 _OPTIMIZERS = ("auto", "adagrad", "rmsprop", "sgd")
 # defaults tuned on the first 30,000 events of MovieLens 100K (benchmarks/bench_neural.py)
 _DEFAULT_LR = {"adagrad": 0.1, "rmsprop": 0.005, "sgd": 0.05}
@@ -94,9 +96,10 @@ class NeuralRecommender(IncrementalRecommender):
     batch_size
         Chunk size that a large ``partial_fit`` is split into (the harness's 1-event steps are
         single chunks). Each chunk is one gradient step, so a user with many events in a step
-        moves once per chunk: 4 (chosen on the first half of ml-100k and the synthetic stream;
-        256 until 2026-11) learns a step's bursts almost as one-event steps do, at about 3x
-        the cost of 256 for a large ``fit`` (``docs/neural.md``).
+        moves once per chunk. None: 4 for the ranking losses (chosen on the first half of
+        ml-100k and the synthetic stream; 256 until 2026-11), which learns a step's bursts
+        almost as one-event steps do, at about 3x the cost of 256 for a large ``fit``; 256
+        for ``loss="mse"``, whose error did not change with it (``docs/neural.md``).
     learning_rate
         Step size; None picks the default of the optimiser (0.1 for Adagrad, 0.005 for
         RMSprop, 0.05 for SGD).
@@ -152,7 +155,7 @@ class NeuralRecommender(IncrementalRecommender):
         Every learned event's user and item in order (8 bytes an event): ``kept_events``
         gives them in that order, so ``forget(exact=True)`` refits on the kept stream as it
         came.
-    optimizer_, learning_rate_, reg_
+    optimizer_, learning_rate_, reg_, batch_size_
         The settings in use once ``"auto"``/None are resolved.
     last_loss_ : float
         Mean training loss of the last step (before its update).
@@ -204,7 +207,7 @@ class NeuralRecommender(IncrementalRecommender):
     replay: str = "reservoir"
     n_passes: int = 1
     forget_passes: int = 1
-    batch_size: int = 4
+    batch_size: int | None = None
     learning_rate: float | None = None
     optimizer: str = "auto"
     reg: float | None = None
@@ -223,8 +226,9 @@ class NeuralRecommender(IncrementalRecommender):
     def _check_params(self) -> None:
         for name, minimum in (("n_factors", 1), ("history", 0), ("n_negatives", 1),
                               ("replay_size", 0), ("n_replay", 0), ("n_passes", 1),
-                              ("forget_passes", 0), ("batch_size", 1)):
+                              ("forget_passes", 0)):
             check_int(name, getattr(self, name), minimum)
+        check_int("batch_size", self.batch_size, 1, optional=True)
         for name, strict in (("learning_rate", True), ("reg", False),
                              ("bias_learning_rate", True), ("bias_reg", False)):
             check_number(name, getattr(self, name), strict=strict, optional=True)
@@ -256,6 +260,8 @@ class NeuralRecommender(IncrementalRecommender):
                                          if self.bias_learning_rate is not None
                                          else self.learning_rate_)
         self.bias_reg_ = float(self.bias_reg if self.bias_reg is not None else self.reg_)
+        self.batch_size_ = int(self.batch_size if self.batch_size is not None
+                               else (256 if self.loss in _RATING_LOSSES else 4))
         check_int("hash_buckets", self.hash_buckets, optional=True)
         check_int("num_threads", self.num_threads, optional=True)
         check_seed("seed", self.seed)
@@ -357,7 +363,7 @@ class NeuralRecommender(IncrementalRecommender):
             values = np.ones(len(batch), dtype=np.float32)
         if self.log_ is not None:
             self.log_.add(batch.users, batch.items)
-        size = int(self.batch_size)
+        size = self.batch_size_
         for start in range(0, len(batch), size):
             users = batch.users[start:start + size]
             items = batch.items[start:start + size]
@@ -762,8 +768,10 @@ class NeuralRecommender(IncrementalRecommender):
                  cleared: np.ndarray) -> None:
         """``forget_passes`` passes over the kept events of the users and items the
         forgotten events touched (and, with ``hash_buckets``, of the ids sharing a cleared
-        row), shuffled by the model's generator, in chunks of ``batch_size``, without
-        replay; the attention of a sequential model does not learn from them."""
+        row), shuffled by the model's generator, in chunks of ``_RELEARN_BATCH`` events (the
+        events are shuffled, so a chunk is not one user's burst: ``batch_size``'s 4 cost 5.5x
+        the time for the same recall), without replay; the attention of a sequential model
+        does not learn from them."""
         passes = int(self.forget_passes)
         users = np.unique(removed.pair_users)
         users = users[~gone_user[users]]
@@ -801,7 +809,7 @@ class NeuralRecommender(IncrementalRecommender):
         users = np.repeat(rows, counts)
         items = np.repeat(cols, counts)
         values = np.repeat(values, counts).astype(np.float32)
-        size = int(self.batch_size)
+        size = _RELEARN_BATCH
         for _ in range(passes):
             order = self.rng_.permutation(users.size)
             for start in range(0, users.size, size):

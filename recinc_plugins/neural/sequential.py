@@ -84,7 +84,7 @@ class SequentialRecommender(NeuralRecommender):
     # NeuralRecommender's parameters (its dataclass fields), two defaults retuned, then the
     # attention's (keyword only: they come after the inherited ones)
     n_negatives: int = 32
-    batch_size: int = 256
+    batch_size: int | None = 256
     _: KW_ONLY
     attention: bool = True
     attention_learning_rate: float = 3e-4
