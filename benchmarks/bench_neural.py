@@ -13,7 +13,8 @@ the catalogue (one matrix product), then the step is learned. Prints, for one ev
   split between scoring and learning, and for one event per step also with the numpy path of
   small CPU steps switched off (torch for everything);
 - the same learning work written the usual PyTorch way -- ``nn.Embedding(sparse=True)``
-  tables, autograd, ``torch.optim.SparseAdam`` -- as the native reference, and the ratio;
+  tables, autograd, ``torch.optim.SparseAdam`` -- as the native reference, in the model's
+  chunks of ``batch_size`` (one update per chunk, as the model makes), and the ratio;
 - bytes per million users and per million items of embedding capacity (weights and optimiser
   state), measured on an arena grown to 100,000 ids and scaled.
 
@@ -118,14 +119,17 @@ def reference(frame: pd.DataFrame, step: int, model: NeuralRecommender) -> float
     ref = AutogradReference(int(users.max()) + 1, int(items.max()) + 1, model.n_factors,
                             model.history, model.device_)
     rng = np.random.default_rng(0)
+    size = model.batch_size_  # a step in the model's chunks: one update per chunk, as it does
     t0 = time.perf_counter()
     for s in range(0, len(frame), step):
-        u, i = users[s:s + step], items[s:s + step]
-        if s:  # the same replay sample size and negatives as the model
-            pick = rng.integers(0, s, size=u.size * model.n_replay)
-            u, i = np.concatenate([u, users[pick]]), np.concatenate([i, items[pick]])
-        neg = rng.integers(0, int(items[: s + step].max()) + 1, size=(u.size, model.n_negatives))
-        ref.learn(u, i, neg, min(step, len(frame) - s))
+        for c in range(s, min(s + step, len(frame)), size):
+            end = min(c + size, s + step, len(frame))
+            u, i = users[c:end], items[c:end]
+            if c:  # the same replay sample size and negatives as the model
+                pick = rng.integers(0, c, size=u.size * model.n_replay)
+                u, i = np.concatenate([u, users[pick]]), np.concatenate([i, items[pick]])
+            neg = rng.integers(0, int(items[:end].max()) + 1, size=(u.size, model.n_negatives))
+            ref.learn(u, i, neg, end - c)
     _sync(model.device_)
     return len(frame) / (time.perf_counter() - t0)
 
