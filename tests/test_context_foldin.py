@@ -336,3 +336,25 @@ def test_fresh_context_in_the_harness(name):
     learned = compare({"m": cls(**defaults)}, stream, k=10, context="learned")
     assert not fresh.failures and not learned.failures
     assert fresh.summary.loc[0, "recall@10"] > learned.summary.loc[0, "recall@10"]
+
+
+def test_lightfm_context_inertia_holds_a_long_history_against_a_short_context():
+    """With ``context_inertia`` a fold-in step is scaled by c / (c + inertia * h): one context
+    item moves a user with 10 learned items less than with inertia 0, and a user the model
+    never learned (h = 0) exactly as far."""
+    plain = _model("lightfm-warp", context_inertia=0.0)
+    held = _model("lightfm-warp", context_inertia=0.5)
+    users, _ = _index(plain, users=["u3"])  # a cluster-A user with 10 learned items
+    one = _context(plain, [["i25"]])
+    b_items = _cluster_b(plain)
+    learned = _gap(plain.score_block(users), b_items, one.items)
+    moved_plain = _gap(plain.score_block(users, one), b_items, one.items) - learned
+    moved_held = _gap(held.score_block(users, one), b_items, one.items) - learned
+    assert moved_plain[0] > 0 and 0 < moved_held[0] < 0.5 * moved_plain[0]
+    # scale: 1 / (1 + 0.5 * 10) for this user, 1 for an unknown one
+    assert held._context_scale(users, one)[0] == pytest.approx(1 / 6)
+    stranger = np.array([-1])
+    np.testing.assert_array_equal(held.score_block(stranger, one),
+                                  plain.score_block(stranger, one))
+    with pytest.raises(ValueError, match="context_inertia"):
+        LightFMRecommender(context_inertia=-1.0).fit(_events("lightfm-warp"))
