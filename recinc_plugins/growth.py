@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["grown", "resized"]
+__all__ = ["grown", "grown_view", "resized"]
 
 
 def grown(
@@ -53,6 +53,23 @@ def grown(
     else:
         out[old:] = new_rows(rows - old, array.shape[1])
     return out
+
+
+def grown_view(array: np.ndarray, n: int, fill: float = 0) -> np.ndarray:
+    """``array`` grown to ``n`` rows as a view of the first ``n`` rows of a buffer with spare
+    capacity, so growing one row at a time costs amortised O(1) while the caller keeps using
+    an array of exactly ``n`` rows (writes go to the buffer). ``array`` is such a view (or any
+    array: it is then copied once into a new buffer); new rows are ``fill``."""
+    old = array.shape[0]
+    if n <= old:
+        return array
+    base = array.base
+    if (isinstance(base, np.ndarray) and base.ndim == array.ndim and base.shape[1:] ==
+            array.shape[1:] and base.dtype == array.dtype and base.flags.c_contiguous and
+            base.shape[0] >= n and array.ctypes.data == base.ctypes.data):
+        base[old:n] = fill
+        return base[:n]
+    return grown(array, n, fill, spare=True)[:n]
 
 
 def resized(csr: sp.csr_matrix, shape: tuple[int, int]) -> sp.csr_matrix:

@@ -407,3 +407,23 @@ def test_funkmf_defaults_on_ml100k_stay_finite_for_ratings_and_ranking(ml100k):
     ranking = compare({"funk": RiverFunkMF(seed=0)}, Stream(ml100k, step=1000),
                       target="ranking").summary.iloc[0]
     assert ranking["status"] == "ok" and ranking["recall@10"] > 0.04
+
+
+def test_mirror_arrays_grow_with_spare_room_one_new_item_at_a_time(explicit_stream):
+    # one new item per event on a growing catalogue must not copy every array each time
+    # (quadratic): the arrays are views of buffers that at least double when full
+    model = RiverBiasedMF(**_tutorial_params()).fit(explicit_stream.iloc[:200])
+    buffers: list = []  # each distinct buffer, held so that no id is reused
+    for j in range(300):
+        model.partial_fit(pd.DataFrame({"user": ["u0"], "item": [f"new{j}"], "rating": [4.0]}))
+        assert model.item_bias_.shape[0] == model.n_items
+        base = model.item_latent_.base
+        assert base is not None and base.shape[0] >= model.n_items
+        if not any(base is b for b in buffers):
+            buffers.append(base)
+    assert len(buffers) <= 4  # reallocated a few times, not 300
+    fresh = RiverBiasedMF(**_tutorial_params()).fit(explicit_stream.iloc[:200])
+    for j in range(300):
+        fresh.partial_fit(pd.DataFrame({"user": ["u0"], "item": [f"new{j}"], "rating": [4.0]}))
+    np.testing.assert_array_equal(model.recommend(["u0"], k=20).items,
+                                  fresh.recommend(["u0"], k=20).items)

@@ -25,7 +25,7 @@ from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
 from ..context import context_for
 from ..forget import Removed
-from ..growth import grown
+from ..growth import grown_view
 from ..ids import _one_id
 from ..params import check_int
 
@@ -129,12 +129,13 @@ class RiverRanker(IncrementalRecommender):
         self._stale_items: set = set()
 
     def _grow(self, n_users: int, n_items: int) -> None:
-        self.user_bias_ = grown(self.user_bias_, n_users)
-        self.item_bias_ = grown(self.item_bias_, n_items)
-        self.user_latent_ = grown(self.user_latent_, n_users)
-        self.item_latent_ = grown(self.item_latent_, n_items)
-        self.user_learned_ = grown(self.user_learned_, n_users)
-        self.item_learned_ = grown(self.item_learned_, n_items)
+        # views of buffers with spare room: one new id per event costs amortised O(1)
+        self.user_bias_ = grown_view(self.user_bias_, n_users)
+        self.item_bias_ = grown_view(self.item_bias_, n_items)
+        self.user_latent_ = grown_view(self.user_latent_, n_users)
+        self.item_latent_ = grown_view(self.item_latent_, n_items)
+        self.user_learned_ = grown_view(self.user_learned_, n_users)
+        self.item_learned_ = grown_view(self.item_learned_, n_items)
         self._user_keys.extend(self.user_index_.ids[len(self._user_keys):n_users].tolist())
         self._item_keys.extend(self.item_index_.ids[len(self._item_keys):n_items].tolist())
 
