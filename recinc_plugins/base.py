@@ -126,13 +126,16 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         learns nothing; the others ignore it.
         """
         user_ids, _, u, i = self._lookup_pairs(users, items)
+        self._sync_size()  # ids given by add_ids since the model last learned get their rows
         cold = (u < 0) | (i < 0)
         out = np.empty(u.size, dtype=np.float64)
         with_context = np.zeros(u.size, dtype=bool)
         if context is not None:
-            # one context row per distinct user id (unknown ids told apart by their id)
-            codes, _ = pd.factorize(user_ids)
-            _, first = np.unique(codes, return_index=True)
+            # one context row per distinct user id (unknown ids told apart by their id; a
+            # None or NaN id is an id of its own, as in the id maps' lookups)
+            codes = pd.factorize(user_ids, use_na_sentinel=False)[0]
+            _, first, codes = np.unique(codes, return_index=True, return_inverse=True)
+            codes = codes.reshape(-1)
             ctx = context_for(self, user_ids[first], context, single=_one_id(users))
             if self.capabilities.context:
                 has = ctx.lengths > 0

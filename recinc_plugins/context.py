@@ -108,18 +108,20 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
     with a ``rating`` column (1 would read as the lowest rating)."""
     users: list[Any] = user_ids.tolist()
     rated = isinstance(context, pd.DataFrame) and "rating" in context.columns
-    if not rated and model.capabilities.context and model.predicts_ratings():
-        raise ValueError(f"{type(model).__name__} predicts ratings, so its context needs "
-                         "them: pass a DataFrame of recent events with a 'rating' column")
+    if isinstance(context, pd.Series) and len(context) and all(
+            pd.api.types.is_list_like(v) and not isinstance(v, (str, bytes))
+            for v in context.tolist()):
+        context = context.to_dict()  # a Series of item lists by user: a mapping
     if isinstance(context, pd.DataFrame):
         missing = [c for c in ("user", "item") if c not in context.columns]
         if missing:
             raise ValueError(f"context: a frame of recent events needs 'user' and 'item' "
                              f"columns; missing {missing} (columns: {list(context.columns)})")
-        column = next((c for c in ("rating", "weight") if c in context.columns), None)
-        values = np.ones(len(context)) if column is None else _strengths(context[column])
+        frame = context[context["user"].isin(user_ids)]  # other users' rows are not used
+        column = next((c for c in ("rating", "weight") if c in frame.columns), None)
+        values = np.ones(len(frame)) if column is None else _strengths(frame[column])
         rows: dict[Any, tuple[list[Any], list[float]]] = {}
-        for user, item, value in zip(context["user"].tolist(), context["item"].tolist(),
+        for user, item, value in zip(frame["user"].tolist(), frame["item"].tolist(),
                                       values.tolist(), strict=True):
             entry = rows.setdefault(user, ([], []))
             entry[0].append(item)
@@ -138,9 +140,18 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
                         "rating or weight), a mapping {user id: item ids}, or, for one user, "
                         f"a list of item ids; got {type(context).__name__}")
     lengths = np.array([len(items) for items, _ in per_user], dtype=np.int64)
+    if not rated and lengths.any() and model.capabilities.context and \
+            model.predicts_ratings():
+        raise ValueError(f"{type(model).__name__} predicts ratings, so its context needs "
+                         "them: pass a DataFrame of recent events with a 'rating' column")
     flat = _as_id_array([item for items, _ in per_user for item in items])
     vals = np.array([v for _, values in per_user for v in values], dtype=np.float64)
-    index = model.item_index_.lookup(flat) if flat.size else np.zeros(0, dtype=np.int64)
+    try:
+        index = model.item_index_.lookup(flat) if flat.size else np.zeros(0, dtype=np.int64)
+    except TypeError as error:  # an unhashable "id": a list, an array, a dict
+        bad = next((v for v in flat.tolist() if not _hashable(v)), None)
+        raise TypeError(f"context: items must be item ids (hashable scalars), got "
+                        f"{type(bad).__name__} {bad!r:.60}") from error
     known = index >= 0
     owner = np.repeat(np.arange(len(per_user)), lengths)
     kept = np.bincount(owner[known], minlength=len(per_user))
@@ -148,12 +159,24 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
                    index[known].astype(np.int64), vals[known])
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _item_list(items: Any, name: str) -> list[Any]:
     if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, np.ndarray,
-                                                                  pd.Series)):
+                                                                  pd.Series, pd.Index)):
         raise TypeError(f"{name} must be a list of item ids, oldest first; got "
                         f"{type(items).__name__} {items!r:.60}")
-    return list(items)
+    if isinstance(items, np.ndarray) and items.ndim != 1:
+        raise TypeError(f"{name} must be a one-dimensional list of item ids, got an array "
+                        f"of shape {items.shape}")
+    return items.tolist() if isinstance(items, (np.ndarray, pd.Series, pd.Index)) else \
+        list(items)
 
 
 def _strengths(column: pd.Series) -> np.ndarray:

@@ -190,6 +190,7 @@ def recommend(
     from .context import context_for
 
     model._ensure_state()
+    model._sync_size()  # ids given by add_ids since the model last learned get their rows
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     user_ids = _as_id_array(users)

@@ -157,3 +157,49 @@ def test_a_rating_model_needs_the_context_ratings_and_uses_them():
     low = high.assign(rating=1.0)
     assert (model.score("stranger", ["i3", "i4"], context=high)
             > model.score("stranger", ["i3", "i4"], context=low)).all()
+
+
+def test_a_none_user_id_in_score_is_its_own_user_not_another_users_context():
+    events = pd.DataFrame({"user": list("aabbc"), "item": list("xyyzx")})
+    model = ItemKNN().fit(events)
+    alone = model.score(["a"], ["z"], context={"a": ["x"]})
+    scores, cold = model.score([None, "a"], ["z", "z"], context={"a": ["x"]}, return_cold=True)
+    assert cold.tolist() == [True, False]
+    assert scores[1] == alone[0]
+    assert scores[0] == model.score([None], ["z"])[0]  # the fallback
+
+
+def test_more_forms_of_context_and_their_errors():
+    events = _session_stream()
+    model = ItemKNN().fit(events)
+    recent = pd.DataFrame({"user": ["u1", "u1", "u2"], "item": ["i5", "i6", "i9"]})
+    by_user = recent.groupby("user")["item"].apply(list)  # a Series of lists: a mapping
+    np.testing.assert_array_equal(model.recommend(["u1", "u2"], k=5, context=by_user).items,
+                                  model.recommend(["u1", "u2"], k=5, context=recent).items)
+    one = model.recommend("u1", k=5, context=recent.loc[recent["user"] == "u1", "item"])
+    np.testing.assert_array_equal(one.items, model.recommend("u1", k=5,
+                                                             context=["i5", "i6"]).items)
+    with pytest.raises(TypeError, match="one-dimensional"):
+        model.recommend("u1", k=5, context=np.array([["i5"], ["i6"]]))
+    with pytest.raises(TypeError, match="hashable"):
+        model.recommend("u1", k=5, context=[["i5", "i6"]])
+    # another user's rows are not used, so their bad strengths do not matter
+    other = pd.concat([recent, pd.DataFrame({"user": ["u9"], "item": ["i1"]})])
+    other["weight"] = [1.0, 1.0, 1.0, np.nan]
+    model.recommend("u1", k=5, context=other)
+    with pytest.raises(ValueError, match="'weight' must hold finite numbers"):
+        model.recommend("u9", k=5, context=other)
+
+
+@pytest.mark.parametrize("name", ["popularity", "item-knn", "implicit-als", "lightfm",
+                                  "neural"])
+def test_ids_added_but_not_learned_can_be_scored_and_given_a_context(name):
+    pytest.importorskip("implicit") if name == "implicit-als" else None
+    pytest.importorskip("lightfm") if name == "lightfm" else None
+    events = _session_stream()
+    model = recinc_plugins.make(name, **({} if name in ("popularity", "item-knn")
+                                         else {"seed": 0})).fit(events)
+    model.add_ids(users=["later"], items=["i-later"])
+    recs = model.recommend(["later", "u1"], k=5, context={"later": ["i3", "i-later"]})
+    assert recs.items.shape == (2, 5)
+    assert np.isfinite(model.score("later", ["i3", "i-later"], context=["i3"])).all()

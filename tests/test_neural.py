@@ -335,3 +335,25 @@ def test_row_deduplication_equals_numpy_unique(n, high):
     np.testing.assert_array_equal(uniq, expected_uniq)
     np.testing.assert_array_equal(inverse, expected_inverse)
     np.testing.assert_array_equal(uniq[inverse], rows)
+
+
+@pytest.mark.parametrize(("loss", "default"), [("bpr", 4), ("mse", 256)])
+def test_batch_size_none_resolves_by_loss_and_follows_set_params(monkeypatch, explicit_stream,
+                                                                  loss, default):
+    model = NeuralRecommender(loss=loss, device="cpu", seed=0).fit(explicit_stream.iloc[:300])
+    assert model.batch_size is None and model.batch_size_ == default
+    steps = []
+    real = model._train_step
+    monkeypatch.setattr(model, "_train_step", lambda *a: steps.append(a[0].size) or real(*a))
+    model.partial_fit(explicit_stream.iloc[300:316])
+    assert len(steps) == -(-16 // default)  # chunks of the resolved size
+    steps.clear()
+    model.set_params(batch_size=8)  # takes effect at the next step, not only the next fit
+    model.partial_fit(explicit_stream.iloc[316:332])
+    assert len(steps) == 2
+    # a model from a file written before batch_size could be None (no resolved size kept)
+    del model.__dict__["batch_size_"]
+    model.set_params(batch_size=None)
+    steps.clear()
+    model.partial_fit(explicit_stream.iloc[332:348])
+    assert len(steps) == -(-16 // default)

@@ -20,6 +20,7 @@ import warnings
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
@@ -402,7 +403,9 @@ class RiverRanker(IncrementalRecommender):
         """
         user_ids, item_ids, u, i = self._lookup_pairs(users, items)
         if context is not None:
-            context_for(self, user_ids, context, single=_one_id(users))  # checked, unused
+            codes = pd.factorize(user_ids, use_na_sentinel=False)[0]
+            first = np.unique(codes, return_index=True)[1]  # each distinct user once
+            context_for(self, user_ids[first], context, single=_one_id(users))  # checked, unused
         self._sync_size()  # ids added to the index from outside get their rows first
         if self.vectorised_ and u.size <= _FEW_PAIRS:
             user_keys, item_keys = self._user_keys, self._item_keys

@@ -260,8 +260,7 @@ class NeuralRecommender(IncrementalRecommender):
                                          if self.bias_learning_rate is not None
                                          else self.learning_rate_)
         self.bias_reg_ = float(self.bias_reg if self.bias_reg is not None else self.reg_)
-        self.batch_size_ = int(self.batch_size if self.batch_size is not None
-                               else (256 if self.loss in _RATING_LOSSES else 4))
+        self.batch_size_ = self._chunk_size()
         check_int("hash_buckets", self.hash_buckets, optional=True)
         check_int("num_threads", self.num_threads, optional=True)
         check_seed("seed", self.seed)
@@ -352,6 +351,12 @@ class NeuralRecommender(IncrementalRecommender):
             )
         return frame
 
+    def _chunk_size(self) -> int:
+        """``batch_size``, or for None 4 with the ranking losses and 256 with ``"mse"``."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return 256 if self.loss in _RATING_LOSSES else 4
+
     def _partial_fit(self, batch: Batch) -> None:
         if self.loss in _RATING_LOSSES:
             if batch.ratings is None:
@@ -363,7 +368,7 @@ class NeuralRecommender(IncrementalRecommender):
             values = np.ones(len(batch), dtype=np.float32)
         if self.log_ is not None:
             self.log_.add(batch.users, batch.items)
-        size = self.batch_size_
+        size = self._chunk_size()  # from the parameters: set_params and old files follow
         for start in range(0, len(batch), size):
             users = batch.users[start:start + size]
             items = batch.items[start:start + size]
