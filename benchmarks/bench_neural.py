@@ -119,7 +119,7 @@ def reference(frame: pd.DataFrame, step: int, model: NeuralRecommender) -> float
     ref = AutogradReference(int(users.max()) + 1, int(items.max()) + 1, model.n_factors,
                             model.history, model.device_)
     rng = np.random.default_rng(0)
-    size = model._chunk_size()  # a step in the model's chunks: one update per chunk, as it does
+    size = model.batch_size_  # a step in the model's chunks: one update per chunk, as it does
     t0 = time.perf_counter()
     for s in range(0, len(frame), step):
         for c in range(s, min(s + step, len(frame)), size):

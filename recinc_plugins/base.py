@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from .capabilities import Capabilities
 from .coldstart import COLD_STARTS, NEWCOMER_EVENTS, NEWCOMER_HALF_LIFE, ColdStart, Newcomer
 from .context import Context, context_for
 from .forget import Forgetting
-from .ids import _as_id_array, _one_id
+from .ids import _as_id_array, _first_of_each, _one_id
 from .params import Parameters
 from .persistence import FORMAT_VERSION, ModelFileError, load_model, save_model
 from .ranking import Recommendations, recommend, top_k
@@ -131,11 +130,8 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
         out = np.empty(u.size, dtype=np.float64)
         with_context = np.zeros(u.size, dtype=bool)
         if context is not None:
-            # one context row per distinct user id (unknown ids told apart by their id; a
-            # None or NaN id is an id of its own, as in the id maps' lookups)
-            codes = pd.factorize(user_ids, use_na_sentinel=False)[0]
-            _, first, codes = np.unique(codes, return_index=True, return_inverse=True)
-            codes = codes.reshape(-1)
+            # one context row per distinct user id (unknown ids told apart by their id)
+            first, codes = _first_of_each(user_ids)
             ctx = context_for(self, user_ids[first], context, single=_one_id(users))
             if self.capabilities.context:
                 has = ctx.lengths > 0

@@ -19,13 +19,21 @@ def _one_id(ids: Any) -> bool:
                                                                  pd.Index, np.ndarray))
 
 
+def _first_of_each(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, codes)``: the position of each distinct id's first occurrence, and for every
+    id the number of its distinct id (``ids[first][codes]`` is ``ids``). A None or NaN id is
+    an id of its own, as in the id maps' lookups."""
+    codes = pd.factorize(ids, use_na_sentinel=False)[0]  # numbered in order of appearance
+    return np.unique(codes, return_index=True)[1], codes
+
+
 def _as_id_array(ids: Any) -> np.ndarray:
     """One-dimensional array of ids; integers become int64, anything else object."""
     if isinstance(ids, (pd.Series, pd.Index)):
         values = ids.to_numpy()
     elif isinstance(ids, np.ndarray):
         values = ids
-    elif isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+    elif _one_id(ids):
         values = np.array([ids], dtype=object)
     else:
         items = ids if isinstance(ids, (list, tuple)) else list(ids)

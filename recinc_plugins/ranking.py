@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .context import context_for
 from .ids import _as_id_array, _one_id
 
 __all__ = ["Recommendations", "recommend", "top_k"]
@@ -187,8 +188,6 @@ def recommend(
     (``score_block`` with it, where the model uses context) and unknown ones (the cold-start
     fallback) in one array, mask seen items (and the context's), restrict to the candidates,
     take the top k, and map indices back to item ids."""
-    from .context import context_for
-
     model._ensure_state()
     model._sync_size()  # ids given by add_ids since the model last learned get their rows
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:

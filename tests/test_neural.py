@@ -352,7 +352,7 @@ def test_batch_size_none_resolves_by_loss_and_follows_set_params(monkeypatch, ex
     model.partial_fit(explicit_stream.iloc[316:332])
     assert len(steps) == 2
     # a model from a file written before batch_size could be None (no resolved size kept)
-    del model.__dict__["batch_size_"]
+    model.__dict__.pop("batch_size_", None)
     model.set_params(batch_size=None)
     steps.clear()
     model.partial_fit(explicit_stream.iloc[332:348])

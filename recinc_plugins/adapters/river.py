@@ -20,14 +20,13 @@ import warnings
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from .._optional import require
 from ..base import Batch, Capabilities, IncrementalRecommender
 from ..context import context_for
 from ..forget import Removed
 from ..growth import grown_view
-from ..ids import _one_id
+from ..ids import _first_of_each, _one_id
 from ..params import check_int
 
 __all__ = ["RiverBaseline", "RiverBiasedMF", "RiverFunkMF", "RiverRanker"]
@@ -403,8 +402,7 @@ class RiverRanker(IncrementalRecommender):
         """
         user_ids, item_ids, u, i = self._lookup_pairs(users, items)
         if context is not None:
-            codes = pd.factorize(user_ids, use_na_sentinel=False)[0]
-            first = np.unique(codes, return_index=True)[1]  # each distinct user once
+            first, _ = _first_of_each(user_ids)  # each distinct user once
             context_for(self, user_ids[first], context, single=_one_id(users))  # checked, unused
         self._sync_size()  # ids added to the index from outside get their rows first
         if self.vectorised_ and u.size <= _FEW_PAIRS:

@@ -155,8 +155,10 @@ class NeuralRecommender(IncrementalRecommender):
         Every learned event's user and item in order (8 bytes an event): ``kept_events``
         gives them in that order, so ``forget(exact=True)`` refits on the kept stream as it
         came.
-    optimizer_, learning_rate_, reg_, batch_size_
+    optimizer_, learning_rate_, reg_
         The settings in use once ``"auto"``/None are resolved.
+    batch_size_
+        The chunk size in use (``batch_size`` resolved; a property).
     last_loss_ : float
         Mean training loss of the last step (before its update).
     calibration_ : numpy.ndarray
@@ -260,7 +262,6 @@ class NeuralRecommender(IncrementalRecommender):
                                          if self.bias_learning_rate is not None
                                          else self.learning_rate_)
         self.bias_reg_ = float(self.bias_reg if self.bias_reg is not None else self.reg_)
-        self.batch_size_ = self._chunk_size()
         check_int("hash_buckets", self.hash_buckets, optional=True)
         check_int("num_threads", self.num_threads, optional=True)
         check_seed("seed", self.seed)
@@ -351,8 +352,11 @@ class NeuralRecommender(IncrementalRecommender):
             )
         return frame
 
-    def _chunk_size(self) -> int:
-        """``batch_size``, or for None 4 with the ranking losses and 256 with ``"mse"``."""
+    @property
+    def batch_size_(self) -> int:
+        """The chunk size in use: ``batch_size``, or for None 4 with the ranking losses and
+        256 with ``"mse"``. Derived from the parameters each time, so ``set_params`` and
+        files written before ``batch_size`` could be None follow it."""
         if self.batch_size is not None:
             return int(self.batch_size)
         return 256 if self.loss in _RATING_LOSSES else 4
@@ -368,7 +372,7 @@ class NeuralRecommender(IncrementalRecommender):
             values = np.ones(len(batch), dtype=np.float32)
         if self.log_ is not None:
             self.log_.add(batch.users, batch.items)
-        size = self._chunk_size()  # from the parameters: set_params and old files follow
+        size = self.batch_size_
         for start in range(0, len(batch), size):
             users = batch.users[start:start + size]
             items = batch.items[start:start + size]
