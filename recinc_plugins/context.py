@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data.interactions import _check_values
 from .ids import _as_id_array
 
 __all__ = ["Context", "context_for", "score_with_context"]
@@ -117,9 +118,11 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
         if missing:
             raise ValueError(f"context: a frame of recent events needs 'user' and 'item' "
                              f"columns; missing {missing} (columns: {list(context.columns)})")
-        frame = context[context["user"].isin(user_ids)]  # other users' rows are not used
+        asked = context["user"].isin(user_ids).to_numpy()  # other users' rows are not used
+        frame = context[asked]
         column = next((c for c in ("rating", "weight") if c in frame.columns), None)
-        values = np.ones(len(frame)) if column is None else _strengths(frame[column])
+        values = np.ones(len(frame)) if column is None else \
+            _check_values(context, column, among=asked)[asked]
         rows: dict[Any, tuple[list[Any], list[float]]] = {}
         for user, item, value in zip(frame["user"].tolist(), frame["item"].tolist(),
                                       values.tolist(), strict=True):
@@ -177,13 +180,3 @@ def _item_list(items: Any, name: str) -> list[Any]:
                         f"of shape {items.shape}")
     return items.tolist() if isinstance(items, (np.ndarray, pd.Series, pd.Index)) else \
         list(items)
-
-
-def _strengths(column: pd.Series) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"context: column {column.name!r} must hold finite numbers; row {row} "
-                         f"holds {column.iloc[row]!r}")
-    return values

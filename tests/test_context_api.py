@@ -6,6 +6,8 @@ context's items leave the candidates."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,7 +130,7 @@ def test_a_model_without_context_ignores_it_for_scores_but_not_for_candidates():
     ("i5", TypeError, "list of item ids"),
     (pd.DataFrame({"user": ["u1"]}), ValueError, "'item'"),
     (pd.DataFrame({"user": ["u1"], "item": ["i5"], "rating": ["five"]}), ValueError,
-     "'rating' must hold finite numbers"),
+     "column 'rating': non-numeric, missing or non-finite values in 1 row"),
     ({"u1": "i5"}, TypeError, r"context\['u1'\]"),
     (42, TypeError, "context must be"),
 ])
@@ -187,7 +189,8 @@ def test_more_forms_of_context_and_their_errors():
     other = pd.concat([recent, pd.DataFrame({"user": ["u9"], "item": ["i1"]})])
     other["weight"] = [1.0, 1.0, 1.0, np.nan]
     model.recommend("u1", k=5, context=other)
-    with pytest.raises(ValueError, match="'weight' must hold finite numbers"):
+    with pytest.raises(ValueError, match=re.escape("column 'weight': non-numeric, missing or "
+                                                   "non-finite values in 1 row(s) at positions 3")):
         model.recommend("u9", k=5, context=other)
 
 

@@ -79,10 +79,15 @@ def _check_ids(frame: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(object)
 
 
-def _check_values(frame: pd.DataFrame, column: str) -> np.ndarray:
+def _check_values(frame: pd.DataFrame, column: str,
+                  among: np.ndarray | None = None) -> np.ndarray:
+    """``column`` as float64, or an InteractionsError naming the rows that are not finite
+    numbers (only the rows where ``among`` is True are checked, when it is given)."""
     raw = frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
+    if among is not None:
+        bad &= among
     if bad.any():
         _fail(column, bad, "non-numeric, missing or non-finite values")
     return values
