@@ -21,6 +21,11 @@ initialiser, seed 73; Baseline and FunkMF the matching subset). It prints:
    per-step replay's ratio split into its parts: River's own work (1.00x), the adapter's cost
    beyond it, the interface's shared bookkeeping (``learn_encoded`` of a model that learns
    nothing: id maps, seen matrix, counts) and the harness's per-step machinery (the rest).
+``--new-items N`` instead times growth: N one-event steps, each with an item never seen
+(``add_ids`` then ``learn_encoded``, as the harness does), at N and 2N, with the adapter's
+mirrored arrays grown in buffers with spare room (today) and at their exact size on every new
+id (before): time doubling with N is linear, more than doubling is the quadratic copying.
+
 2. Top-10 over the full catalogue for ``--users`` users: ``Ranker.rank`` (River: ``predict_one``
    per item, then a sort; timed once) against ``recommend`` (one vectorised call for all the
    users, and one call per user; best of ``--repeats``), the share of identical top-10 lists,
@@ -127,12 +132,48 @@ def errors(preds: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(np.abs(diff).mean()), float(np.sqrt(np.mean(diff**2)))
 
 
+def new_items(model_name: str, n: int) -> None:
+    """One-event steps, each bringing a new item, through the adapter as it grows now and with
+    every growth at the exact size (``grown`` in place of ``grown_view``)."""
+    import recinc_plugins.adapters.river as river_module
+    from recinc_plugins.base import Batch
+    from recinc_plugins.growth import grown
+
+    adapter_cls = MODELS[model_name][1]
+
+    def run(count: int) -> float:
+        model = adapter_cls(**tutorial_params(model_name))
+        model.fit(pd.DataFrame({"user": ["a"], "item": ["x"], "rating": [3.0]}))
+        start = time.process_time()
+        for j in range(count):
+            users, items = model.add_ids(["a"], [f"i{j}"])
+            model.learn_encoded(Batch(users=users, items=items, ratings=np.array([4.0])))
+        return time.process_time() - start
+
+    spare = river_module.grown_view
+    for label, growth in (("buffers with spare room (today)", spare),
+                          ("exact size on every new id (before)",
+                           lambda array, rows, fill=0: grown(array, rows, fill))):
+        river_module.grown_view = growth
+        try:
+            t1, t2 = run(n), run(2 * n)
+        finally:
+            river_module.grown_view = spare
+        print(f"{label}: {n:,} new items {t1:.2f} s, {2 * n:,} {t2:.2f} s "
+              f"({t2 / t1:.2f}x for twice the items)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(MODELS), default="biasedmf")
     parser.add_argument("--repeats", type=int, default=3, help="best-of runs for timings")
     parser.add_argument("--users", type=int, default=200, help="users for the top-10 part")
+    parser.add_argument("--new-items", type=int, default=0, metavar="N",
+                        help="instead: time N and 2N one-event steps each with a new item")
     args = parser.parse_args()
+    if args.new_items:
+        new_items(args.model, args.new_items)
+        return
     frame = movielens()
     truth = frame["rating"].to_numpy()
     adapter_cls = MODELS[args.model][1]
