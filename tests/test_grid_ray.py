@@ -76,8 +76,10 @@ def test_a_cell_that_raises_is_a_failure_row_and_the_others_finish(tmp_path):
     assert "Failed cells" in (tmp_path / "report.md").read_text()
 
 
-def _cell_processes() -> list[int]:
-    found = []
+def _running_cells() -> dict[int, str]:
+    """Ray worker pid -> key of the grid cell it runs now (Ray titles a busy worker
+    ``ray::<task name>`` and an idle one ``ray::IDLE``)."""
+    found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -87,31 +89,40 @@ def _cell_processes() -> list[int]:
         except OSError:
             continue
         if cmd.startswith(b"ray::recinc-grid-cell-"):
-            found.append(int(pid))
+            title = cmd.split(b"\0")[0].split(b" ")[0].decode()
+            found[int(pid)] = title[len("ray::recinc-grid-cell-"):]
     return found
 
 
 def test_killing_a_worker_mid_cell_still_completes_the_grid(tmp_path):
-    # one event per step: each cell replays for a second or two, long enough to be killed
-    spec = _spec({"river-biasedmf": {}}, steps=[1], seeds=[0, 1])
+    # one event per step on 60,000 events: each cell replays for about three seconds
+    spec = GridSpec.from_dict({
+        "datasets": {"long": {"synthetic": {**TINY, "n_events": 60_000, "n_users": 1000}}},
+        "steps": [1], "seeds": [0, 1], "protocol": {"warmup": 300},
+        "models": {"river-biasedmf": {}}})
     box: dict = {}
     runner = threading.Thread(target=lambda: box.update(
         result=run_grid(spec, tmp_path, progress=False)))
     runner.start()
-    killed = None
-    deadline = time.monotonic() + 60
+    killed = killed_cell = None
+    deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and runner.is_alive():
-        pids = _cell_processes()
-        if pids:
-            time.sleep(0.3)  # well inside the cell
-            os.kill(pids[0], signal.SIGKILL)
-            killed = pids[0]
+        if _running_cells():
+            time.sleep(0.2)  # inside the cell
+            # read the title again right before the kill: the worker must still be in the cell
+            for pid, key in _running_cells().items():
+                os.kill(pid, signal.SIGKILL)
+                killed, killed_cell = pid, key
+                break
         time.sleep(0.02)
-    runner.join(120)
+    runner.join(300)
+    assert "result" in box, "run_grid raised: see the thread's traceback above"
     assert killed is not None, "no cell process was seen running"
-    cells = box["result"].cells
+    cells = box["result"].cells.set_index("cell")
     assert len(cells) == 2 and (cells["status"] == "ok").all()  # Ray reran the killed cell
-    assert killed not in set(cells["pid"])
+    assert killed_cell in cells.index
+    # the killed cell's numbers come from the rerun, in another worker
+    assert cells.loc[killed_cell, "pid"] != killed
 
 
 def test_resume_runs_only_the_missing_cells(tmp_path):
