@@ -140,7 +140,7 @@ def test_the_report_gives_means_intervals_best_settings_and_paired_tests(tmp_pat
 def test_a_killed_grid_leaves_a_parseable_cells_csv_and_resume_finishes_it(tmp_path):
     spec = tmp_path / "g.toml"
     spec.write_text('seeds = [0, 1, 2, 3]\nsteps = [1]\n[datasets.tiny.synthetic]\n'
-                    'n_events = 1500\nn_users = 80\nn_items = 150\n'
+                    'n_events = 8000\nn_users = 400\nn_items = 150\n'
                     "[protocol]\nwarmup = 500\n[models.river-biasedmf]\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "recinc_plugins.cli", "grid", str(spec), "--out", str(out),
@@ -188,7 +188,7 @@ def test_a_killed_local_worker_fails_its_cell_and_the_others_finish(tmp_path):
     import threading
 
     spec = _spec(steps=[1], seeds=[0, 1, 2, 3], models={"river-biasedmf": {}}, datasets={
-        "tiny": {"synthetic": {"n_events": 5000, "n_users": 150, "n_items": 300}}})
+        "tiny": {"synthetic": {"n_events": 40_000, "n_users": 1000, "n_items": 300}}})
     box: dict = {}
     runner = threading.Thread(target=lambda: box.update(
         result=run_grid(spec, tmp_path, local=True, jobs=2, progress=False)))
@@ -199,7 +199,7 @@ def test_a_killed_local_worker_fails_its_cell_and_the_others_finish(tmp_path):
         workers = [p for p in multiprocessing.active_children()
                    if p.name == "recinc-grid-worker"]
         if workers:
-            time.sleep(0.5)  # inside its first cell (each takes a few seconds)
+            time.sleep(0.5)  # inside its first cell (each replays for about two seconds)
             os.kill(workers[0].pid, signal.SIGKILL)
             killed = workers[0].pid
         time.sleep(0.02)
