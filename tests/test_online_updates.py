@@ -55,6 +55,37 @@ def test_history_rows_and_samples_match_the_matrix_of_the_same_events():
     assert history.n_pending == 0
 
 
+def test_history_rows_read_from_the_merged_matrix_are_canonical_and_exact():
+    rows, cols, values = _events(3000, 60, 80, seed=2)
+    history = History()
+    history.add(rows, cols, values)  # merged: nothing pending
+    history.resize(65, 80)  # rows past the stored matrix are empty
+    expected = np.zeros((65, 80), dtype=np.float32)
+    np.add.at(expected, (rows, cols), values)
+    for picked in (np.array([7, 3, 59, 3, 64, 0]), np.arange(65), np.array([62]),
+                   np.empty(0, dtype=np.int64)):
+        out = history.rows(picked)
+        assert out.shape == (picked.size, 80) and out.dtype == np.float32
+        np.testing.assert_allclose(out.toarray(), expected[picked], rtol=1e-6)
+        canonical = out.copy()
+        canonical.has_canonical_format = False
+        canonical.sum_duplicates()  # recomputes: nothing to sum or sort
+        np.testing.assert_array_equal(canonical.indices, out.indices)
+        assert out.nnz == np.count_nonzero(expected[picked])
+    history.add(np.array([3]), np.array([5]), np.array([2.0], dtype=np.float32))  # pending
+    expected[3, 5] += 2.0
+    picked = np.array([3, 7])  # one row with a pending entry: read through both
+    np.testing.assert_allclose(history.rows(picked).toarray(), expected[picked], rtol=1e-6)
+    np.testing.assert_allclose(history.rows(np.array([7])).toarray(), expected[[7]])
+    # a matrix that is not canonical (a file can say anything) is read the careful way
+    unsorted = History.from_csr(sp.csr_matrix(expected[:4]))
+    unsorted.csr = sp.csr_matrix((np.array([1.0, 2.0, 3.0], dtype=np.float32),
+                                  np.array([5, 2, 2]), np.array([0, 3, 3, 3, 3])),
+                                 shape=(4, 80))
+    out = unsorted.rows(np.array([0, 1]))
+    assert list(out.indices) == [2, 5] and list(out.data) == [5.0, 1.0]
+
+
 def test_history_adds_one_event_in_amortised_constant_work(monkeypatch):
     merged = []
     merge = History.merge

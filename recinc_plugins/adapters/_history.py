@@ -139,11 +139,41 @@ class History:
         """The full rows ``rows`` (any order, repeats allowed), ``len(rows) x n_cols``,
         canonical (duplicates summed, indices sorted)."""
         rows = np.asarray(rows, dtype=np.int64)
+        csr = self.csr
+        if not self._any_pending(rows):
+            # every entry is in the CSR: its row slices, in order, are the answer when they are
+            # canonical (they are, unless a file said otherwise: checked, it costs little)
+            # -- no COO round trip: half the cost at a 1,000-event step's touched rows
+            inside = rows < csr.shape[0]
+            safe = np.where(inside, rows, 0)
+            starts = csr.indptr[safe]
+            lengths = np.where(inside, csr.indptr[safe + 1] - starts, 0)
+            span = concat_ranges(starts, lengths)
+            indptr = np.zeros(rows.size + 1, dtype=np.int64)
+            np.cumsum(lengths, out=indptr[1:])
+            indices = csr.indices[span]
+            step = np.diff(indices)
+            step[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < span.size)] - 1] = 1
+            if not indices.size or (step.min(initial=1) > 0 and indices.min() >= 0
+                                    and indices.max() < self.n_cols):
+                if span.size <= np.iinfo(np.int32).max:
+                    indptr = indptr.astype(indices.dtype)
+                out = sp.csr_matrix((csr.data[span].astype(np.float32, copy=False), indices,
+                                     indptr), shape=(rows.size, self.n_cols))
+                out.has_sorted_indices = out.has_canonical_format = True
+                return out
         local, cols, values = self._entries(rows)
         out = sp.csr_matrix((values, (local, cols)), shape=(rows.size, self.n_cols),
                             dtype=np.float32)
         out.sum_duplicates()
         return out
+
+    def _any_pending(self, rows: np.ndarray) -> bool:
+        """Whether any of ``rows`` has entries not merged into the CSR yet."""
+        if not self.n_pending:
+            return False
+        by_row = self.by_row
+        return not by_row or any(r in by_row for r in rows.tolist())
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:
