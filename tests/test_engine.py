@@ -136,8 +136,10 @@ def test_on_ml100k_every_fast_path_gives_the_plain_numbers(plugins, ml100k):
     als = compare({"fast": recinc_plugins.make("implicit-als", **params),
                    "plain": recinc_plugins.make("plain-als", **params)}, stream, k=10,
                   cold_start="newcomer")
-    _same(als)
-    assert als.summary.loc[0, "recall@10"] == pytest.approx(0.05691, abs=1e-9)
+    _same(als)  # the exact check: fast and plain agree on every hit
+    # the published figure, to within what float32 BLAS kernels change between CPUs
+    # (OpenBLAS's SkylakeX / Sandybridge / Prescott kernels give 0.05678 / 0.05693 / 0.05673)
+    assert als.summary.loc[0, "recall@10"] == pytest.approx(0.05691, abs=5e-4)
 
 
 def test_an_eval_fraction_ranks_a_seeded_sample_and_learns_everything(explicit_stream):
@@ -281,6 +283,13 @@ def test_a_comparison_gives_every_model_the_same_cold_start_and_a_seed(explicit_
                     reason="the per-model peak reads Linux's /proc")
 def test_peak_memory_is_each_model_own_not_hidden_by_an_earlier_one(explicit_stream):
     from recinc_plugins.baselines import Popularity
+
+    try:  # what the harness writes to reset the peak between models
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError as exc:
+        pytest.skip(f"this kernel does not let a process reset its peak size ({exc}): the "
+                    "harness then reports the process's peak, not each model's")
 
     class Hog(Popularity):
         """Popularity that holds 80 MB while it learns a step."""

@@ -31,7 +31,8 @@ METRICS = ["recall@10", "precision@10", "f1@10", "ndcg@10", "mrr@10", "coverage@
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",
+    # a Ray of its own even where RAY_ADDRESS names a cluster
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
              log_to_driver=False)
     yield
     ray.shutdown()

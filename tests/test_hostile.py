@@ -508,7 +508,10 @@ def test_two_cli_runs_on_one_out_folder_the_second_refused_at_once(tmp_path):
     command = [sys.executable, "-m", "recinc_plugins.cli", "compare", "--models",
                "popularity,random", "--quiet", "--out", str(out), "--step", "1",
                "--no-plots"]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the first run replays slower models too: it holds the lock long after the second starts
+    # (killed below; popularity and random alone took 3 s, too close to a slow start-up)
+    slow = [*command, "--models", "popularity,random,item-knn,river-biasedmf,lightfm"]
+    first = subprocess.Popen(slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         lock = out / ".recinc.lock"
         end = time.monotonic() + 60

@@ -109,6 +109,10 @@ def movielens_server():
 def test_missing_dataset_is_downloaded_and_unpacked_into_the_data_home(
         tmp_path, monkeypatch, movielens_server):
     monkeypatch.setattr(loaders, "GROUPLENS_URL", movielens_server)
+    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                  "ALL_PROXY"):  # the test server is on this machine: never through a proxy
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     frame = load_dataset("ml-100k", home=tmp_path)
     assert (tmp_path / "ml-100k" / "u.data").exists()
     assert frame["user"].tolist() == [1, 2]
