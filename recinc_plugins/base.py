@@ -133,9 +133,8 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
             # one context row per distinct user id (unknown ids told apart by their id)
             first, codes = _first_of_each(user_ids)
             ctx = context_for(self, user_ids[first], context, single=_one_id(users))
-            if self.capabilities.context:
-                has = ctx.lengths > 0
-                with_context = has[codes] & (i >= 0)
+            has = self.context_rows(u[first], ctx)
+            with_context = has[codes] & (i >= 0)
             if with_context.any():
                 rows = np.flatnonzero(has)
                 block = np.asarray(self.score_block(u[first][rows], ctx.take(rows)))
@@ -320,9 +319,37 @@ class IncrementalRecommender(Parameters, SharedState, ColdStart, Forgetting, abc
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         """Scores of all ``n_items`` known items for known users (dense indices)."""
 
+    #: whether the strengths of a context (ratings) change the scores; a rating model whose
+    #: context reads them needs a frame with a ``rating`` column (``context_for``)
+    context_reads_ratings: ClassVar[bool] = True
+
+    def context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Which rows of ``score_block(users, context)`` are scored with their context (bool):
+        a row with context items, where the model uses context, except an unknown user's (-1)
+        whose context items the model has learned nothing about (an item known by id only,
+        or forgotten: no factors, no neighbours), answered by the cold-start fallback instead.
+        The other rows are scored as without context; ``recommend`` and ``score`` flag an
+        unknown user's row cold unless it is one of these."""
+        users = np.asarray(users, dtype=np.int64)
+        if not self.capabilities.context:
+            return np.zeros(users.size, dtype=bool)
+        has = context.lengths > 0
+        unknown = has & (users < 0)
+        if unknown.any():
+            counts, items = self.item_counts_, context.items
+            learned = np.zeros(items.size, dtype=bool)
+            inside = items < counts.size
+            learned[inside] = counts[items[inside]] > 0
+            owner = np.repeat(np.arange(users.size), context.lengths)
+            usable = np.zeros(users.size, dtype=bool)
+            usable[owner[learned]] = True
+            has &= (users >= 0) | usable
+        return has
+
     def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
         """Models with ``capabilities.context``: ``_score_users`` with each user's context
-        (users may be -1: unknown, scored from the context alone)."""
+        (users may be -1: unknown, scored from the context alone; the rows
+        :meth:`context_rows` leaves out as without context)."""
         raise NotImplementedError(f"{type(self).__name__} says it uses context but has no "
                                   "_score_in_context")
 

@@ -105,19 +105,22 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
     users not asked for are not used), a mapping ``{user id: item ids, oldest first}``, or,
     when one user is asked for (``single``), that user's item ids. Items the model does not
     know are left out of the rows: the model has nothing to score them with, and they are no
-    candidates either. A model that predicts ratings and uses context needs them: a frame
-    with a ``rating`` column (1 would read as the lowest rating)."""
+    candidates either; ids no item can have (None, NaN, tuples) are refused. A model that
+    predicts ratings and reads its context's ratings (``context_reads_ratings``) needs them: a
+    frame with a ``rating`` column (1 would read as the lowest rating)."""
     users: list[Any] = user_ids.tolist()
     rated = isinstance(context, pd.DataFrame) and "rating" in context.columns
-    if isinstance(context, pd.Series) and len(context) and all(
-            pd.api.types.is_list_like(v) and not isinstance(v, (str, bytes))
-            for v in context.tolist()):
-        context = context.to_dict()  # a Series of item lists by user: a mapping
+    if isinstance(context, pd.Series):
+        context = _series_context(context, single)
     if isinstance(context, pd.DataFrame):
         missing = [c for c in ("user", "item") if c not in context.columns]
         if missing:
             raise ValueError(f"context: a frame of recent events needs 'user' and 'item' "
                              f"columns; missing {missing} (columns: {list(context.columns)})")
+        repeated = sorted({c for c in context.columns[context.columns.duplicated()]
+                           if c in ("user", "item", "rating", "weight")})
+        if repeated:
+            raise ValueError(f"context: the frame has more than one column named {repeated}")
         asked = context["user"].isin(user_ids).to_numpy()  # other users' rows are not used
         frame = context[asked]
         column = next((c for c in ("rating", "weight") if c in frame.columns), None)
@@ -144,10 +147,11 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
                         f"a list of item ids; got {type(context).__name__}")
     lengths = np.array([len(items) for items, _ in per_user], dtype=np.int64)
     if not rated and lengths.any() and model.capabilities.context and \
-            model.predicts_ratings():
+            model.predicts_ratings() and model.context_reads_ratings:
         raise ValueError(f"{type(model).__name__} predicts ratings, so its context needs "
                          "them: pass a DataFrame of recent events with a 'rating' column")
     flat = _as_id_array([item for items, _ in per_user for item in items])
+    _check_item_ids(flat, lengths, users)
     vals = np.array([v for _, values in per_user for v in values], dtype=np.float64)
     try:
         index = model.item_index_.lookup(flat) if flat.size else np.zeros(0, dtype=np.int64)
@@ -160,6 +164,52 @@ def context_for(model: Any, user_ids: np.ndarray, context: Any, *, single: bool)
     kept = np.bincount(owner[known], minlength=len(per_user))
     return Context(np.concatenate([[0], np.cumsum(kept)]).astype(np.int64),
                    index[known].astype(np.int64), vals[known])
+
+
+def _series_context(context: pd.Series, single: bool) -> Any:
+    """A Series as context: item lists by user (``groupby("user")["item"].apply(list)``; a
+    missing list, NaN, is no recent event) is a mapping; for one user, a Series of item ids is
+    its list, unless its index says it holds several users' items."""
+    values = context.tolist()
+    lists = [pd.api.types.is_list_like(v) and not isinstance(v, (str, bytes)) for v in values]
+    if any(lists):
+        missing = [not is_list and _missing(v) for is_list, v in zip(lists, values, strict=True)]
+        if all(a or b for a, b in zip(lists, missing, strict=True)):
+            return {user: (items if is_list else [])
+                    for user, items, is_list in zip(context.index.tolist(), values, lists,
+                                                    strict=True)}
+        return context  # refused below, naming what it holds
+    if not len(context):
+        return {}  # no recent events for anyone
+    if single and context.index.name == "user":
+        raise TypeError("context: a Series of item ids indexed by 'user' holds several users' "
+                        "events; for one user pass that user's item ids, or pass the frame "
+                        "of events (user, item) or a mapping {user id: item ids}")
+    return context
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_item_ids(flat: np.ndarray, lengths: np.ndarray, users: list[Any]) -> None:
+    """Refuse what no item id can be (None, NaN, a tuple: ``partial_fit`` would refuse them
+    too) instead of leaving it out as an unknown item; names the user and position."""
+    if flat.dtype != object or not flat.size:
+        return
+    bad = pd.isna(flat) | np.fromiter((isinstance(v, tuple) for v in flat.tolist()),
+                                      dtype=bool, count=flat.size)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(np.cumsum(lengths), first, side="right"))
+        position = first - int(lengths[:row].sum())
+        value = flat[first]
+        what = "a tuple" if isinstance(value, tuple) else "None or NaN"
+        raise ValueError(f"context: item ids must not be {what}: {int(bad.sum())} found, the "
+                         f"first for user {users[row]!r} at position {position} ({value!r})")
 
 
 def _hashable(value: Any) -> bool:

@@ -585,9 +585,15 @@ class ItemKNN(IncrementalRecommender):
         rows = np.broadcast_to(np.arange(n)[:, None], recent.shape)
         ages = np.arange(recent.shape[1] - 1, -1, -1)[None, :] + take[:, None]
         ok = (recent >= 0) & (ages < self.history)
-        return self._scores(n, np.concatenate([ctx_rows, rows[ok]]),
-                            np.concatenate([context.items[idx].astype(np.int64), recent[ok]]),
-                            np.concatenate([ctx_ages, ages[ok]]))
+        scores = self._scores(n, np.concatenate([ctx_rows, rows[ok]]),
+                              np.concatenate([context.items[idx].astype(np.int64), recent[ok]]),
+                              np.concatenate([ctx_ages, ages[ok]]))
+        # an unknown user without context the model learned about: the cold-start fallback
+        cold = (users < 0) & ~self.context_rows(users, context)
+        if cold.any():
+            scores = scores.astype(np.float64, copy=False)
+            scores[cold] = self._fallback_scores(int(cold.sum()))
+        return scores
 
     def _recent(self, users: np.ndarray) -> np.ndarray:
         """The latest ``history`` learned items of ``users`` (latest last, -1 for none); -1

@@ -197,8 +197,8 @@ def recommend(
     ctx = None if context is None else context_for(model, user_ids, context,
                                                    single=_one_id(users))
     with_context = np.zeros(u.size, dtype=bool)
-    if ctx is not None and model.capabilities.context:
-        with_context = ctx.lengths > 0
+    if ctx is not None:
+        with_context = model.context_rows(u, ctx)
     cold = (u < 0) & ~with_context
     n_items = model.n_items
     if candidates is not None:

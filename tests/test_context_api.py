@@ -206,3 +206,84 @@ def test_ids_added_but_not_learned_can_be_scored_and_given_a_context(name):
     recs = model.recommend(["later", "u1"], k=5, context={"later": ["i3", "i-later"]})
     assert recs.items.shape == (2, 5)
     assert np.isfinite(model.score("later", ["i3", "i-later"], context=["i3"])).all()
+
+
+def test_a_series_of_lists_may_be_empty_or_miss_users_and_bad_ids_are_refused():
+    model = ItemKNN().fit(_session_stream())
+    recent = pd.DataFrame({"user": ["u1", "u1", "u2"], "item": ["i5", "i6", "i9"]})
+    plain = model.recommend(["u1", "u2"], k=5)
+    nobody = recent[recent["user"].isin([])].groupby("user")["item"].apply(list)
+    np.testing.assert_array_equal(model.recommend(["u1", "u2"], k=5, context=nobody).items,
+                                  plain.items)  # no recent events for anyone: no context
+    some = recent.groupby("user")["item"].apply(list).reindex(["u1", "u2", "u3"])
+    assert some.isna().tolist() == [False, False, True]
+    np.testing.assert_array_equal(
+        model.recommend(["u1", "u3"], k=5, context=some).items,
+        model.recommend(["u1", "u3"], k=5, context={"u1": ["i5", "i6"]}).items)
+    with pytest.raises(TypeError, match="indexed by 'user' holds several users"):
+        model.recommend("u1", k=5, context=recent.set_index("user")["item"])
+    for bad, what in ((["i5", None], "None or NaN"), (["i5", np.nan], "None or NaN"),
+                      ([("u1", "i5")], "a tuple")):
+        with pytest.raises(ValueError, match=re.escape(what) + ".*user 'u1' at position"):
+            model.recommend("u1", k=5, context=bad)
+    with pytest.raises(ValueError, match="None or NaN: 1 found, the first for user 'u2' at "
+                                         "position 1"):
+        model.recommend(["u1", "u2"], k=5, context={"u1": ["i5"], "u2": ["i9", None]})
+    doubled = pd.concat([recent, recent[["item"]]], axis=1)
+    with pytest.raises(ValueError, match=r"more than one column named \['item'\]"):
+        model.recommend("u1", k=5, context=doubled)
+
+
+@pytest.mark.parametrize("name", ["item-knn", "implicit-als", "implicit-bpr", "lightfm",
+                                  "neural", "neural-seq"])
+def test_an_unknown_users_context_of_unlearned_items_is_the_cold_start_and_says_so(name):
+    pytest.importorskip("implicit") if name.startswith("implicit") else None
+    pytest.importorskip("lightfm") if name == "lightfm" else None
+    events = _session_stream()
+    model = recinc_plugins.make(name, **({} if name == "item-knn" else {"seed": 0})).fit(events)
+    model.add_ids(items=["i-new"])  # known by id, nothing learned about it
+    cold = model.recommend("stranger", k=5)
+    assert cold.cold.tolist() == [True]
+    unlearned = model.recommend("stranger", k=5, context=["i-new"], exclude_seen=False)
+    assert unlearned.cold.tolist() == [True]
+    np.testing.assert_array_equal(unlearned.items, cold.items)  # the fallback's list
+    scores, flags = model.score("stranger", ["i1", "i2"], context=["i-new"], return_cold=True)
+    assert flags.tolist() == [True, True]
+    np.testing.assert_array_equal(scores, model.score("stranger", ["i1", "i2"]))
+    learned = model.recommend("stranger", k=5, context=["i-new", "i3"])
+    assert learned.cold.tolist() == [False]  # one learned item: scored from the context
+    # the harness scores the same rows the same way (score_block with the context)
+    u = model.user_index_.lookup(["stranger"])
+    ctx = Context.from_lists([model.item_index_.lookup(["i-new"]).tolist()])
+    assert model.context_rows(u, ctx).tolist() == [False]
+    np.testing.assert_array_equal(np.argsort(-np.asarray(model.score_block(u, ctx))[0],
+                                             kind="stable")[:5],
+                                  np.argsort(-model._fallback_scores(1)[0], kind="stable")[:5])
+
+
+def test_a_model_that_cannot_use_the_context_flags_the_unknown_user_cold():
+    pytest.importorskip("surprise")
+    events = _session_stream()
+    events["rating"] = np.where(events.index % 2 == 0, 5.0, 2.0)
+    svd = recinc_plugins.make("surprise-svd").fit(events)
+    svd.add_ids(items=["i-new"])
+    ghost = pd.DataFrame({"user": ["stranger"], "item": ["i-new"], "rating": [5.0]})
+    assert svd.recommend("stranger", k=5, context=ghost).cold.tolist() == [True]
+    seen = ghost.assign(item="i3")
+    assert svd.recommend("stranger", k=5, context=seen).cold.tolist() == [False]
+    flat = recinc_plugins.make("neural", history=0, seed=0).fit(events.drop(columns="rating"))
+    recs = flat.recommend("stranger", k=5, context=["i3"], exclude_seen=False)
+    assert recs.cold.tolist() == [True]  # history=0: the context has nowhere to go
+    np.testing.assert_array_equal(recs.items, flat.recommend("stranger", k=5).items)
+
+
+def test_neural_in_rating_mode_takes_item_lists_as_context_since_it_reads_no_ratings():
+    events = _session_stream()
+    events["rating"] = np.where(events.index % 2 == 0, 5.0, 2.0)
+    model = recinc_plugins.make("neural", loss="mse", seed=0).fit(events)
+    assert model.predicts_ratings() and not model.context_reads_ratings
+    with_list = model.score("stranger", ["i3", "i4"], context=["i1", "i2"])
+    frame = pd.DataFrame({"user": "stranger", "item": ["i1", "i2"], "rating": [1.0, 5.0]})
+    np.testing.assert_array_equal(with_list, model.score("stranger", ["i3", "i4"],
+                                                         context=frame))
+    assert not np.array_equal(with_list, model.score("stranger", ["i3", "i4"]))

@@ -326,12 +326,13 @@ class _ImplicitMF(IncrementalRecommender):
 
     def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
         """``user_vectors(users, context) @ item_factors.T``, except for an unknown user (-1)
-        without context, answered by the cold-start fallback."""
+        without context the model has learned about (:meth:`context_rows`), answered by the
+        cold-start fallback."""
         users = np.asarray(users, dtype=np.int64)
         check_context(users, context, self.n_users, self.n_items)
         if not self._trained:
             return np.zeros((users.size, self.n_items))
-        cold = (users < 0) & (context.lengths == 0)
+        cold = (users < 0) & ~self.context_rows(users, context)
         if not cold.any():
             return self._fold_in(users, context) @ self.model_.item_factors.T
         scores = np.empty((users.size, self.n_items))

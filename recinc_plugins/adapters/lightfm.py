@@ -631,12 +631,13 @@ class LightFMRecommender(IncrementalRecommender):
         """Scores with each row's context: rows with context items are scored with their
         user's representation folded in on its history plus the context (:meth:`_fold_in`);
         a known user without context as by ``_score_users``, an unknown one (-1) by the
-        cold-start fallback. Nothing is learned."""
+        cold-start fallback, as is one whose context the model learned nothing about.
+        Nothing is learned."""
         users = np.asarray(users, dtype=np.int64)
         check_context(users, context, self.n_users, self.n_items)
         if not self._trained:
             return np.zeros((users.size, self.n_items))
-        return score_with_context(self, users, context, context.lengths > 0,
+        return score_with_context(self, users, context, self.context_rows(users, context),
                                   self._score_folded)
 
     def _score_folded(self, users: np.ndarray, context: Context) -> np.ndarray:

@@ -658,6 +658,16 @@ class SurpriseAdapter(IncrementalRecommender):
 
     # -- scoring with context -----------------------------------------------------------------
 
+    def context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
+        """Rows with a context rating of an item the model has parameters for (SVD, SVD++ and
+        NMF; the other algorithms use no context)."""
+        n = np.asarray(users).size
+        usable = np.zeros(n, dtype=bool)
+        if getattr(self, "model_", None) is not None and self.kind_ in _CONTEXT_KINDS:
+            owner = np.repeat(np.arange(n), context.lengths)
+            usable[owner[self.has_item_[context.items]]] = True
+        return usable
+
     def _score_in_context(self, users: np.ndarray, context: Context) -> np.ndarray:
         """Scores (predicted ratings) with each row's context: for SVD, SVD++ and NMF, a row
         with context ratings of items the model has parameters for is scored with its user's
@@ -666,10 +676,7 @@ class SurpriseAdapter(IncrementalRecommender):
         users = np.asarray(users, dtype=np.int64)
         check_context(users, context, self.n_users, self.n_items)
         n = users.size
-        usable = np.zeros(n, dtype=bool)
-        if getattr(self, "model_", None) is not None and self.kind_ in _CONTEXT_KINDS:
-            owner = np.repeat(np.arange(n), context.lengths)
-            usable[owner[self.has_item_[context.items]]] = True
+        usable = self.context_rows(users, context)
         scores = np.empty((n, self.n_items))
         plain = np.flatnonzero(~usable)
         if plain.size:

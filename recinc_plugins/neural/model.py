@@ -900,8 +900,16 @@ class NeuralRecommender(IncrementalRecommender):
         users = np.asarray(users, dtype=np.int64)
         if len(context) != users.size:
             raise ValueError(f"the context has {len(context)} rows for {users.size} users")
-        has = (context.lengths > 0) if self.history else np.zeros(users.size, dtype=bool)
-        return score_with_context(self, users, context, has, self._score_context_rows)
+        return score_with_context(self, users, context, self.context_rows(users, context),
+                                  self._score_context_rows)
+
+    #: the context enters as recent items, whatever their ratings (``loss="mse"`` included)
+    context_reads_ratings = False
+
+    def context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
+        if not self.history:  # the context has nowhere to go
+            return np.zeros(np.asarray(users).size, dtype=bool)
+        return super().context_rows(users, context)
 
     def _score_context_rows(self, users: np.ndarray, context: Context) -> np.ndarray:
         h_rows, h_w = self._context_hist_rows(users, context)
