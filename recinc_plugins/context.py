@@ -173,8 +173,7 @@ def _series_context(context: pd.Series, single: bool) -> Any:
     values = context.tolist()
     lists = [pd.api.types.is_list_like(v) and not isinstance(v, (str, bytes)) for v in values]
     if any(lists):
-        missing = [not is_list and _missing(v) for is_list, v in zip(lists, values, strict=True)]
-        if all(a or b for a, b in zip(lists, missing, strict=True)):
+        if all(is_list or _missing(v) for is_list, v in zip(lists, values, strict=True)):
             return {user: (items if is_list else [])
                     for user, items, is_list in zip(context.index.tolist(), values, lists,
                                                     strict=True)}

@@ -144,16 +144,13 @@ class History:
             # every entry is in the CSR: its row slices, in order, are the answer when they are
             # canonical (they are, unless a file said otherwise: checked, it costs little)
             # -- no COO round trip: half the cost at a 1,000-event step's touched rows
-            inside = rows < csr.shape[0]
-            safe = np.where(inside, rows, 0)
-            starts = csr.indptr[safe]
-            lengths = np.where(inside, csr.indptr[safe + 1] - starts, 0)
-            span = concat_ranges(starts, lengths)
+            span, lengths = self._stored(rows)
             indptr = np.zeros(rows.size + 1, dtype=np.int64)
             np.cumsum(lengths, out=indptr[1:])
             indices = csr.indices[span]
-            step = np.diff(indices)
-            step[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < span.size)] - 1] = 1
+            step = np.diff(indices)  # must rise within each row; across rows it may fall
+            starts = indptr[1:-1]
+            step[starts[(starts > 0) & (starts < span.size)] - 1] = 1
             if not indices.size or (step.min(initial=1) > 0 and indices.min() >= 0
                                     and indices.max() < self.n_cols):
                 if span.size <= np.iinfo(np.int32).max:
@@ -198,13 +195,19 @@ class History:
         values[~in_csr] = self.pending_values[q]
         return rows, cols, values
 
-    def _entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(position in rows, col, value)`` of every stored entry of ``rows``."""
+    def _stored(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(span, lengths)``: the positions in the CSR of ``rows``' merged entries, row after
+        row, and each row's count of them (0 for a row past the CSR)."""
         csr = self.csr
         inside = rows < csr.shape[0]
         starts = csr.indptr[np.where(inside, rows, 0)]
         lengths = np.where(inside, csr.indptr[np.where(inside, rows + 1, 0)] - starts, 0)
-        span = concat_ranges(starts, lengths)
+        return concat_ranges(starts, lengths), lengths
+
+    def _entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(position in rows, col, value)`` of every stored entry of ``rows``."""
+        csr = self.csr
+        span, lengths = self._stored(rows)
         local = np.repeat(np.arange(rows.size), lengths)
         cols = csr.indices[span].astype(np.int64)
         values = csr.data[span]
